@@ -1,1 +1,80 @@
-//! wip
+//! Moving records between services: publish, consume in a consumer group, commit.
+//!
+//! Service code is written once against [`Transport`] and [`Consumer`] and runs unchanged on
+//! Kafka ([`kafka::KafkaTransport`], through rdkafka) or on the in-process log
+//! ([`embedded::EmbeddedTransport`]) that lets `llmopt demo` run with no servers.
+//!
+//! Delivery is at-least-once, following rust-rdkafka's at-least-once example: a consumer
+//! [`Consumer::ack`]s a message only once everything it produced from it is acknowledged by the
+//! broker, and only acked offsets are ever committed.
+
+mod config;
+pub mod embedded;
+mod error;
+pub mod kafka;
+mod message;
+mod partitioner;
+mod topics;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use config::{KafkaConfig, TransportConfig, TransportKind};
+pub use error::TransportError;
+pub use message::{Delivered, InboundMessage, OutboundMessage, TopicPartition};
+pub use partitioner::murmur2_partition;
+pub use topics::{LogicalTopic, TopicNames, TopicSpec};
+
+/// Publishes records and hands out group consumers.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Creates the topics that do not exist yet; existing topics are left as they are.
+    async fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<(), TransportError>;
+
+    /// Publishes one record and resolves once the broker has acknowledged it. Calls may run
+    /// concurrently; records with the same key keep their order.
+    async fn publish(
+        &self,
+        topic: &str,
+        message: OutboundMessage,
+    ) -> Result<Delivered, TransportError>;
+
+    /// Publishes many records and resolves once all are acknowledged, in input order.
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<OutboundMessage>,
+    ) -> Result<Vec<Delivered>, TransportError> {
+        let sends = messages.into_iter().map(|m| self.publish(topic, m));
+        futures::future::try_join_all(sends).await
+    }
+
+    /// Joins consumer group `group` on `topics`. Partitions are shared among the group's members
+    /// and reading starts from the group's committed offsets (earliest when there are none).
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Consumer>, TransportError>;
+}
+
+/// A member of a consumer group.
+#[async_trait]
+pub trait Consumer: Send {
+    /// The next record, or `None` if none arrived within `timeout`.
+    async fn poll(&mut self, timeout: Duration) -> Result<Option<InboundMessage>, TransportError>;
+
+    /// Marks `message` as processed: all outputs made from it are acknowledged. Its offset, and
+    /// every earlier one of its partition, may now be committed.
+    fn ack(&mut self, message: &InboundMessage) -> Result<(), TransportError>;
+
+    /// Commits acked offsets to the group now, waiting for the coordinator's answer.
+    async fn commit(&mut self) -> Result<(), TransportError>;
+
+    /// Partitions this member currently owns.
+    fn assignment(&self) -> Result<Vec<TopicPartition>, TransportError>;
+
+    /// Commits acked offsets and leaves the group, so its partitions move to other members at once.
+    async fn close(self: Box<Self>) -> Result<(), TransportError>;
+}

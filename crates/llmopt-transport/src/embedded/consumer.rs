@@ -1,0 +1,187 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::Inner;
+use crate::{Consumer, InboundMessage, TopicPartition, TransportError};
+
+/// A member of a consumer group on the embedded log.
+pub struct EmbeddedConsumer {
+    inner: Arc<Inner>,
+    group: String,
+    member: u64,
+    /// Generation this member has synced to.
+    generation: u64,
+    /// Whether `assigned` is in force (every member synced to `generation`).
+    active: bool,
+    assigned: Vec<TopicPartition>,
+    positions: HashMap<TopicPartition, i64>,
+    acked: HashMap<TopicPartition, i64>,
+    cursor: usize,
+    closed: bool,
+}
+
+impl EmbeddedConsumer {
+    pub(crate) fn new(inner: Arc<Inner>, group: String, member: u64) -> Self {
+        Self {
+            inner,
+            group,
+            member,
+            generation: 0,
+            active: false,
+            assigned: Vec::new(),
+            positions: HashMap::new(),
+            acked: HashMap::new(),
+            cursor: 0,
+            closed: false,
+        }
+    }
+
+    /// One step of the group protocol and, if this member owns partitions, one read.
+    fn try_next(&mut self) -> Option<InboundMessage> {
+        let mut state = self.inner.lock();
+        let Some(group) = state.groups.get_mut(&self.group) else {
+            return None;
+        };
+        let mut changed = false;
+        if group.generation != self.generation {
+            // Revocation: give everything up, keeping what was processed.
+            for (tp, offset) in self.acked.drain() {
+                group.committed.insert(tp, offset);
+            }
+            self.assigned.clear();
+            self.positions.clear();
+            self.active = false;
+            self.generation = group.generation;
+            if let Some(me) = group.members.get_mut(&self.member) {
+                me.synced = self.generation;
+            }
+            changed = true;
+        }
+        if !self.active && group.members.values().all(|m| m.synced == self.generation) {
+            let group = &state.groups[&self.group];
+            self.assigned = state.assignment(group, self.member);
+            self.positions = self
+                .assigned
+                .iter()
+                .map(|tp| (tp.clone(), group.committed.get(tp).copied().unwrap_or(0)))
+                .collect();
+            self.active = true;
+        }
+        let mut found = None;
+        if self.active && !self.assigned.is_empty() {
+            let n = self.assigned.len();
+            for step in 0..n {
+                let tp = &self.assigned[(self.cursor + step) % n];
+                let position = self.positions.get(tp).copied().unwrap_or(0);
+                let Some(record) = state
+                    .topics
+                    .get(&tp.topic)
+                    .and_then(|parts| parts.get(tp.partition as usize))
+                    .and_then(|log| log.get(position as usize))
+                else {
+                    continue;
+                };
+                found = Some(InboundMessage {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: position,
+                    key: record.key.clone(),
+                    value: record.value.clone(),
+                    headers: record.headers.clone(),
+                    timestamp_ms: record.timestamp_ms,
+                });
+                self.positions.insert(tp.clone(), position + 1);
+                self.cursor = (self.cursor + step + 1) % n;
+                break;
+            }
+        }
+        drop(state);
+        if changed {
+            self.inner.changed.notify_waiters();
+        }
+        found
+    }
+
+    fn commit_acked(&mut self) {
+        let mut state = self.inner.lock();
+        if let Some(group) = state.groups.get_mut(&self.group) {
+            if group.generation == self.generation {
+                for (tp, offset) in self.acked.drain() {
+                    group.committed.insert(tp, offset);
+                }
+            }
+        }
+    }
+
+    fn leave(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.commit_acked();
+        self.inner.lock().leave(&self.group, self.member);
+        self.inner.changed.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn poll(&mut self, timeout: Duration) -> Result<Option<InboundMessage>, TransportError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let inner = self.inner.clone();
+            let notified = inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(message) = self.try_next() {
+                return Ok(Some(message));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn ack(&mut self, message: &InboundMessage) -> Result<(), TransportError> {
+        let tp = TopicPartition {
+            topic: message.topic.clone(),
+            partition: message.partition,
+        };
+        // A message from a partition this member lost in a rebalance will be read again by
+        // its new owner; acking it here would commit past records nobody processed.
+        if self.active && self.assigned.contains(&tp) {
+            let next = message.offset + 1;
+            let entry = self.acked.entry(tp).or_insert(next);
+            *entry = (*entry).max(next);
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), TransportError> {
+        self.commit_acked();
+        Ok(())
+    }
+
+    fn assignment(&self) -> Result<Vec<TopicPartition>, TransportError> {
+        Ok(if self.active {
+            self.assigned.clone()
+        } else {
+            Vec::new()
+        })
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<(), TransportError> {
+        self.leave();
+        Ok(())
+    }
+}
+
+impl Drop for EmbeddedConsumer {
+    /// Leaving on drop mirrors rdkafka, whose consumer closes (and commits) when dropped.
+    fn drop(&mut self) {
+        self.leave();
+    }
+}

@@ -1,0 +1,38 @@
+/// A record to publish. Headers keep their order and may repeat, as in Kafka.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// Partitioning key; records with one key land on one partition, in order.
+    pub key: Option<Vec<u8>>,
+    /// Record value.
+    pub value: Option<Vec<u8>>,
+    /// Record headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Record timestamp (ms since epoch); the broker's clock when `None`.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A consumed record with its position, which is what gets acked and committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Where a published record was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}

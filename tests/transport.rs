@@ -1,0 +1,233 @@
+//! Acceptance tests of the transport: the same test bodies run on the real broker (through
+//! rdkafka) and on the embedded log.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llmopt_events::wire::{self, DataFormat, EventMeta};
+use llmopt_events::{samples, LlmCall, SchemaRegistry};
+use llmopt_transport::embedded::EmbeddedTransport;
+use llmopt_transport::kafka::KafkaTransport;
+use llmopt_transport::{
+    Consumer, InboundMessage, OutboundMessage, TopicPartition, TopicSpec, Transport,
+};
+
+fn kafka() -> Arc<dyn Transport> {
+    Arc::new(KafkaTransport::new(&common::kafka_config(), "transport-test").expect("kafka transport"))
+}
+
+fn embedded() -> Arc<dyn Transport> {
+    Arc::new(EmbeddedTransport::new(4))
+}
+
+/// The `n`-th telemetry event as llmopt writes it: an Avro CloudEvent in binary mode.
+fn telemetry_record(n: u64) -> OutboundMessage {
+    let call = samples::llm_call(n);
+    let meta = EventMeta {
+        id: format!("evt-{n}"),
+        source: "/tests/transport".into(),
+        time_ms: Some(call.event_time),
+        partition_key: Some(call.request_id.clone()),
+        traceparent: Some(format!("00-{:032x}-{:016x}-01", n + 1, n + 1)),
+        subject: None,
+    };
+    let kafka = wire::to_kafka(&call, &meta, DataFormat::Avro).expect("encode");
+    OutboundMessage {
+        key: kafka.key,
+        value: kafka.value,
+        headers: kafka.headers,
+        timestamp_ms: Some(call.event_time),
+    }
+}
+
+/// Decodes a consumed record and checks it is exactly the event that was published.
+fn check_content(message: &InboundMessage, registry: &SchemaRegistry) -> u64 {
+    let kafka = llmopt_cloudevents::KafkaMessage {
+        key: message.key.clone(),
+        headers: message.headers.clone(),
+        value: message.value.clone(),
+    };
+    let (ce, _, call) = wire::decode_kafka::<LlmCall>(&kafka, &Default::default(), registry)
+        .expect("consumed record decodes");
+    let n: u64 = ce.id.trim_start_matches("evt-").parse().expect("id is evt-N");
+    assert_eq!(call, samples::llm_call(n), "content of evt-{n}");
+    assert_eq!(ce.traceparent(), Some(format!("00-{:032x}-{:016x}-01", n + 1, n + 1).as_str()));
+    n
+}
+
+/// Publishes events `range` and returns each partition's end offset.
+async fn publish_all(
+    transport: &dyn Transport,
+    topic: &str,
+    range: std::ops::Range<u64>,
+) -> BTreeMap<i32, i64> {
+    let ids: Vec<u64> = range.collect();
+    let mut ends = BTreeMap::new();
+    for chunk in ids.chunks(5000) {
+        let batch = chunk.iter().map(|n| telemetry_record(*n)).collect();
+        for d in transport.publish_batch(topic, batch).await.expect("publish batch") {
+            let end = ends.entry(d.partition).or_insert(0);
+            *end = (*end).max(d.offset + 1);
+        }
+    }
+    ends
+}
+
+/// Polls every consumer until the group has settled: each member owns partitions and together
+/// they own all of them. Nothing has been published yet, so polls return nothing.
+async fn settle(consumers: &mut [Box<dyn Consumer>], partitions: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for c in consumers.iter_mut() {
+            assert!(c.poll(Duration::from_millis(100)).await.expect("poll").is_none());
+        }
+        let owned: Vec<Vec<TopicPartition>> =
+            consumers.iter().map(|c| c.assignment().expect("assignment")).collect();
+        let total: HashSet<&TopicPartition> = owned.iter().flatten().collect();
+        if owned.iter().all(|o| !o.is_empty()) && total.len() == partitions {
+            return;
+        }
+        assert!(Instant::now() < deadline, "group did not settle: {owned:?}");
+    }
+}
+
+async fn hundred_thousand_events_two_members(transport: Arc<dyn Transport>) {
+    const N: u64 = 100_000;
+    const PARTITIONS: i32 = 4;
+    let topic = common::unique("llmopt.test.telemetry");
+    let group = common::unique("group");
+    transport
+        .ensure_topics(&[TopicSpec { name: topic.clone(), partitions: PARTITIONS }])
+        .await
+        .expect("create topic");
+    let mut members = vec![
+        transport.subscribe(&group, &[topic.clone()]).await.expect("member a"),
+        transport.subscribe(&group, &[topic.clone()]).await.expect("member b"),
+    ];
+    settle(&mut members, PARTITIONS as usize).await;
+
+    publish_all(transport.as_ref(), &topic, 0..N).await;
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for mut member in members {
+        let received = received.clone();
+        tasks.push(tokio::spawn(async move {
+            let registry = SchemaRegistry::current();
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while received.load(Ordering::SeqCst) < N as usize && Instant::now() < deadline {
+                let Some(message) = member.poll(Duration::from_millis(200)).await.expect("poll")
+                else {
+                    continue;
+                };
+                seen.push(check_content(&message, &registry));
+                member.ack(&message).expect("ack");
+                if received.fetch_add(1, Ordering::SeqCst) % 1000 == 999 {
+                    member.commit().await.expect("commit");
+                }
+            }
+            member.close().await.expect("close");
+            seen
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        let seen = task.await.expect("member task");
+        assert!(!seen.is_empty(), "both members of the group consumed");
+        all.extend(seen);
+    }
+    let distinct: HashSet<u64> = all.iter().copied().collect();
+    let lost = N as usize - distinct.len();
+    let duplicated = all.len() - distinct.len();
+    assert_eq!((lost, duplicated), (0, 0), "0 lost, 0 duplicated");
+    assert_eq!(distinct, (0..N).collect::<HashSet<_>>());
+}
+
+async fn restart_resumes_from_committed_offset(transport: Arc<dyn Transport>) {
+    const N: u64 = 3000;
+    const PARTITIONS: i32 = 3;
+    let topic = common::unique("llmopt.test.restart");
+    let group = common::unique("group");
+    transport
+        .ensure_topics(&[TopicSpec { name: topic.clone(), partitions: PARTITIONS }])
+        .await
+        .expect("create topic");
+    let ends = publish_all(transport.as_ref(), &topic, 0..N).await;
+
+    // First run: reads 1200 records, finishes (acks) 1000 of them, commits, then stops with 200
+    // read but unprocessed, like a process killed mid-batch.
+    let mut first = transport.subscribe(&group, &[topic.clone()]).await.expect("first");
+    let mut acked: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut processed = HashSet::new();
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read < 1200 {
+        assert!(Instant::now() < deadline, "first run stalled after {read}");
+        let Some(m) = first.poll(Duration::from_millis(200)).await.expect("poll") else {
+            continue;
+        };
+        read += 1;
+        if read <= 1000 {
+            first.ack(&m).expect("ack");
+            processed.insert((m.partition, m.offset));
+            let next = acked.entry(m.partition).or_default();
+            *next = (*next).max(m.offset + 1);
+        }
+    }
+    first.commit().await.expect("commit");
+    first.close().await.expect("close");
+
+    // Second run, same group: starts exactly at the committed offsets and reads the rest.
+    let mut second = transport.subscribe(&group, &[topic.clone()]).await.expect("second");
+    let mut first_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut rest = HashSet::new();
+    let expected_rest = N as usize - processed.len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rest.len() < expected_rest {
+        assert!(Instant::now() < deadline, "second run stalled at {}", rest.len());
+        let Some(m) = second.poll(Duration::from_millis(200)).await.expect("poll") else {
+            continue;
+        };
+        first_offsets.entry(m.partition).or_insert(m.offset);
+        assert!(!processed.contains(&(m.partition, m.offset)), "committed record re-read");
+        assert!(rest.insert((m.partition, m.offset)), "duplicate within the second run");
+        second.ack(&m).expect("ack");
+    }
+    second.close().await.expect("close");
+    for partition in 0..PARTITIONS {
+        let committed = acked.get(&partition).copied().unwrap_or(0);
+        let end = ends.get(&partition).copied().unwrap_or(0);
+        let expected_first = (committed < end).then_some(committed);
+        assert_eq!(
+            first_offsets.get(&partition).copied(),
+            expected_first,
+            "partition {partition} (committed {committed}, end {end}) resumes at its committed offset"
+        );
+    }
+    assert_eq!(processed.len() + rest.len(), N as usize, "nothing skipped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_100k_events_two_member_group_no_loss_no_duplicates() {
+    hundred_thousand_events_two_members(kafka()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_100k_events_two_member_group_no_loss_no_duplicates() {
+    hundred_thousand_events_two_members(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_restart_resumes_from_committed_offset() {
+    restart_resumes_from_committed_offset(kafka()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_restart_resumes_from_committed_offset() {
+    restart_resumes_from_committed_offset(embedded()).await;
+}
