@@ -17,7 +17,9 @@ use llmopt_transport::{
 };
 
 fn kafka() -> Arc<dyn Transport> {
-    Arc::new(KafkaTransport::new(&common::kafka_config(), "transport-test").expect("kafka transport"))
+    Arc::new(
+        KafkaTransport::new(&common::kafka_config(), "transport-test").expect("kafka transport"),
+    )
 }
 
 fn embedded() -> Arc<dyn Transport> {
@@ -53,9 +55,16 @@ fn check_content(message: &InboundMessage, registry: &SchemaRegistry) -> u64 {
     };
     let (ce, _, call) = wire::decode_kafka::<LlmCall>(&kafka, &Default::default(), registry)
         .expect("consumed record decodes");
-    let n: u64 = ce.id.trim_start_matches("evt-").parse().expect("id is evt-N");
+    let n: u64 = ce
+        .id
+        .trim_start_matches("evt-")
+        .parse()
+        .expect("id is evt-N");
     assert_eq!(call, samples::llm_call(n), "content of evt-{n}");
-    assert_eq!(ce.traceparent(), Some(format!("00-{:032x}-{:016x}-01", n + 1, n + 1).as_str()));
+    assert_eq!(
+        ce.traceparent(),
+        Some(format!("00-{:032x}-{:016x}-01", n + 1, n + 1).as_str())
+    );
     n
 }
 
@@ -69,7 +78,11 @@ async fn publish_all(
     let mut ends = BTreeMap::new();
     for chunk in ids.chunks(5000) {
         let batch = chunk.iter().map(|n| telemetry_record(*n)).collect();
-        for d in transport.publish_batch(topic, batch).await.expect("publish batch") {
+        for d in transport
+            .publish_batch(topic, batch)
+            .await
+            .expect("publish batch")
+        {
             let end = ends.entry(d.partition).or_insert(0);
             *end = (*end).max(d.offset + 1);
         }
@@ -83,10 +96,16 @@ async fn settle(consumers: &mut [Box<dyn Consumer>], partitions: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         for c in consumers.iter_mut() {
-            assert!(c.poll(Duration::from_millis(100)).await.expect("poll").is_none());
+            assert!(c
+                .poll(Duration::from_millis(100))
+                .await
+                .expect("poll")
+                .is_none());
         }
-        let owned: Vec<Vec<TopicPartition>> =
-            consumers.iter().map(|c| c.assignment().expect("assignment")).collect();
+        let owned: Vec<Vec<TopicPartition>> = consumers
+            .iter()
+            .map(|c| c.assignment().expect("assignment"))
+            .collect();
         let total: HashSet<&TopicPartition> = owned.iter().flatten().collect();
         if owned.iter().all(|o| !o.is_empty()) && total.len() == partitions {
             return;
@@ -101,12 +120,21 @@ async fn hundred_thousand_events_two_members(transport: Arc<dyn Transport>) {
     let topic = common::unique("llmopt.test.telemetry");
     let group = common::unique("group");
     transport
-        .ensure_topics(&[TopicSpec { name: topic.clone(), partitions: PARTITIONS }])
+        .ensure_topics(&[TopicSpec {
+            name: topic.clone(),
+            partitions: PARTITIONS,
+        }])
         .await
         .expect("create topic");
     let mut members = vec![
-        transport.subscribe(&group, &[topic.clone()]).await.expect("member a"),
-        transport.subscribe(&group, &[topic.clone()]).await.expect("member b"),
+        transport
+            .subscribe(&group, &[topic.clone()])
+            .await
+            .expect("member a"),
+        transport
+            .subscribe(&group, &[topic.clone()])
+            .await
+            .expect("member b"),
     ];
     settle(&mut members, PARTITIONS as usize).await;
 
@@ -154,14 +182,20 @@ async fn restart_resumes_from_committed_offset(transport: Arc<dyn Transport>) {
     let topic = common::unique("llmopt.test.restart");
     let group = common::unique("group");
     transport
-        .ensure_topics(&[TopicSpec { name: topic.clone(), partitions: PARTITIONS }])
+        .ensure_topics(&[TopicSpec {
+            name: topic.clone(),
+            partitions: PARTITIONS,
+        }])
         .await
         .expect("create topic");
     let ends = publish_all(transport.as_ref(), &topic, 0..N).await;
 
     // First run: reads 1200 records, finishes (acks) 1000 of them, commits, then stops with 200
     // read but unprocessed, like a process killed mid-batch.
-    let mut first = transport.subscribe(&group, &[topic.clone()]).await.expect("first");
+    let mut first = transport
+        .subscribe(&group, &[topic.clone()])
+        .await
+        .expect("first");
     let mut acked: BTreeMap<i32, i64> = BTreeMap::new();
     let mut processed = HashSet::new();
     let mut read = 0;
@@ -183,19 +217,32 @@ async fn restart_resumes_from_committed_offset(transport: Arc<dyn Transport>) {
     first.close().await.expect("close");
 
     // Second run, same group: starts exactly at the committed offsets and reads the rest.
-    let mut second = transport.subscribe(&group, &[topic.clone()]).await.expect("second");
+    let mut second = transport
+        .subscribe(&group, &[topic.clone()])
+        .await
+        .expect("second");
     let mut first_offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut rest = HashSet::new();
     let expected_rest = N as usize - processed.len();
     let deadline = Instant::now() + Duration::from_secs(60);
     while rest.len() < expected_rest {
-        assert!(Instant::now() < deadline, "second run stalled at {}", rest.len());
+        assert!(
+            Instant::now() < deadline,
+            "second run stalled at {}",
+            rest.len()
+        );
         let Some(m) = second.poll(Duration::from_millis(200)).await.expect("poll") else {
             continue;
         };
         first_offsets.entry(m.partition).or_insert(m.offset);
-        assert!(!processed.contains(&(m.partition, m.offset)), "committed record re-read");
-        assert!(rest.insert((m.partition, m.offset)), "duplicate within the second run");
+        assert!(
+            !processed.contains(&(m.partition, m.offset)),
+            "committed record re-read"
+        );
+        assert!(
+            rest.insert((m.partition, m.offset)),
+            "duplicate within the second run"
+        );
         second.ack(&m).expect("ack");
     }
     second.close().await.expect("close");

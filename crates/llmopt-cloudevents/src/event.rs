@@ -55,6 +55,17 @@ impl CloudEvent {
         if self.ty.is_empty() {
             return Err(invalid("type", "must be a non-empty string"));
         }
+        let optional = [
+            ("subject", &self.subject),
+            ("datacontenttype", &self.datacontenttype),
+            ("dataschema", &self.dataschema),
+            ("time", &self.time),
+        ];
+        for (name, value) in optional {
+            if value.as_deref() == Some("") {
+                return Err(invalid(name, "must not be empty when present"));
+            }
+        }
         if let Some(time) = &self.time {
             chrono::DateTime::parse_from_rfc3339(time)
                 .map_err(|e| invalid("time", &format!("`{time}` is not RFC 3339: {e}")))?;

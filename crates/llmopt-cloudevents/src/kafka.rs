@@ -162,10 +162,14 @@ fn decode_structured(message: &KafkaMessage) -> Result<CloudEvent, CeError> {
     structured::decode_json(value)
 }
 
-fn decode_binary(message: &KafkaMessage, content_type: Option<&str>) -> Result<CloudEvent, CeError> {
+fn decode_binary(
+    message: &KafkaMessage,
+    content_type: Option<&str>,
+) -> Result<CloudEvent, CeError> {
     let mut event = CloudEvent {
         datacontenttype: content_type.map(str::to_string),
-        data: message.value.clone(),
+        // An empty value is an event without data, as the SDKs read it.
+        data: message.value.clone().filter(|v| !v.is_empty()),
         ..CloudEvent::default()
     };
     let mut specversion = None;

@@ -53,7 +53,8 @@ pub(crate) fn encode_json(event: &CloudEvent) -> Vec<u8> {
 }
 
 pub(crate) fn decode_json(bytes: &[u8]) -> Result<CloudEvent, CeError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| CeError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| CeError::NotJson(e.to_string()))?;
     let Value::Object(mut obj) = value else {
         return Err(CeError::NotJson("top level is not a JSON object".into()));
     };
@@ -61,7 +62,7 @@ pub(crate) fn decode_json(bytes: &[u8]) -> Result<CloudEvent, CeError> {
         None => return Err(CeError::MissingAttribute("specversion")),
         Some(Value::String(v)) if v == SPEC_VERSION => {}
         Some(Value::String(v)) => return Err(CeError::WrongSpecVersion(v)),
-        Some(other) => return Err(CeError::WrongSpecVersion(other.to_string())),
+        Some(_) => return Err(invalid("specversion", "must be the string \"1.0\"")),
     }
     let mut event = CloudEvent {
         id: take_string(&mut obj, "id")?.ok_or(CeError::MissingAttribute("id"))?,
@@ -75,20 +76,19 @@ pub(crate) fn decode_json(bytes: &[u8]) -> Result<CloudEvent, CeError> {
     };
     let data = obj.remove("data");
     let data_base64 = obj.remove("data_base64");
+    let data = data.filter(|d| !d.is_null());
     event.data = match (data, data_base64) {
         (Some(_), Some(_)) => {
             return Err(invalid("data", "both `data` and `data_base64` are present"))
         }
-        (Some(Value::Null), None) | (None, None) => None,
+        (None, None) | (None, Some(Value::Null)) => None,
         (None, Some(Value::String(b64))) => Some(
             BASE64
                 .decode(b64.as_bytes())
                 .map_err(|e| invalid("data_base64", &format!("not valid base64: {e}")))?,
         ),
         (None, Some(_)) => return Err(invalid("data_base64", "must be a base64 string")),
-        (Some(Value::String(s)), None)
-            if !is_json_media_type(event.datacontenttype.as_deref()) =>
-        {
+        (Some(Value::String(s)), None) if !is_json_media_type(event.datacontenttype.as_deref()) => {
             Some(s.into_bytes())
         }
         (Some(json), None) => Some(serde_json::to_vec(&json).unwrap_or_default()),
@@ -100,14 +100,22 @@ pub(crate) fn decode_json(bytes: &[u8]) -> Result<CloudEvent, CeError> {
             Value::Bool(b) => b.to_string(),
             Value::Number(n) => n.to_string(),
             Value::Null => continue,
-            _ => return Err(invalid(&name, "extension values must be strings, numbers or booleans")),
+            _ => {
+                return Err(invalid(
+                    &name,
+                    "extension values must be strings, numbers or booleans",
+                ))
+            }
         };
         event.extensions.insert(name, text);
     }
     Ok(event)
 }
 
-fn take_string(obj: &mut Map<String, Value>, name: &'static str) -> Result<Option<String>, CeError> {
+fn take_string(
+    obj: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, CeError> {
     match obj.remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

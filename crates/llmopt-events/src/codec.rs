@@ -86,7 +86,10 @@ pub fn decode_avro<T: EventType>(bytes: &[u8], registry: &SchemaRegistry) -> Res
     let value = apache_avro::from_avro_datum(writer, &mut body, Some(contract.schema()))
         .map_err(|e| mismatch(e.to_string()))?;
     if !body.is_empty() {
-        return Err(mismatch(format!("{} trailing bytes after the datum", body.len())));
+        return Err(mismatch(format!(
+            "{} trailing bytes after the datum",
+            body.len()
+        )));
     }
     apache_avro::from_value::<T>(&value).map_err(|e| mismatch(e.to_string()))
 }
@@ -101,10 +104,26 @@ pub fn encode_json<T: EventType>(event: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes JSON data into the contract type; the error names the missing or mistyped field.
 pub fn decode_json<T: EventType>(bytes: &[u8]) -> Result<T, CodecError> {
-    serde_json::from_slice(bytes).map_err(|e| CodecError::JsonMismatch {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let event = result.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let reason = if path == "." || inner.to_string().contains("missing field") {
+            inner.to_string()
+        } else {
+            format!("field `{path}`: {inner}")
+        };
+        CodecError::JsonMismatch {
+            contract: T::CONTRACT.full_name(),
+            reason,
+        }
+    })?;
+    deserializer.end().map_err(|e| CodecError::JsonMismatch {
         contract: T::CONTRACT.full_name(),
         reason: e.to_string(),
-    })
+    })?;
+    Ok(event)
 }
 
 fn hex(bytes: &[u8]) -> String {

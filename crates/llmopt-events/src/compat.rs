@@ -16,7 +16,9 @@ pub enum EvolutionError {
     #[error("new schema cannot read data written with the old one (backward-incompatible): {0}")]
     Backward(String),
     /// Data written with the new schema cannot be read by consumers still on the old one.
-    #[error("old readers cannot read data written with the new schema (forward-incompatible): {0}")]
+    #[error(
+        "old readers cannot read data written with the new schema (forward-incompatible): {0}"
+    )]
     Forward(String),
 }
 

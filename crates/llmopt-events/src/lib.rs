@@ -9,8 +9,8 @@ pub mod codec;
 pub mod compat;
 mod contract;
 mod registry;
-pub mod types;
 pub mod samples;
+pub mod types;
 pub mod wire;
 
 pub use codec::CodecError;

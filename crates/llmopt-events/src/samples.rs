@@ -34,7 +34,11 @@ pub fn llm_call(n: u64) -> LlmCall {
         gen_ai_usage_output_tokens: 20 + (n % 300) as i64,
         latency_ms: 250.0 + (n % 1000) as f64 * 1.5,
         time_to_first_token_ms: (n % 3 != 0).then(|| 80.0 + (n % 50) as f64),
-        status: if failed { CallStatus::Error } else { CallStatus::Ok },
+        status: if failed {
+            CallStatus::Error
+        } else {
+            CallStatus::Ok
+        },
         error_type: failed.then(|| "timeout".to_string()),
         cost_usd: (n % 5 != 0).then(|| 0.0001 * (n % 40) as f64),
         quality_score: (n % 7 == 0).then(|| 0.5 + (n % 5) as f64 / 10.0),
@@ -130,7 +134,10 @@ pub fn decision() -> Decision {
             test: "two-proportion z-test".into(),
             statistic: Some(6.2),
             p_value: Some(1e-9),
-            metrics: BTreeMap::from([("error_rate_after".into(), 0.12), ("error_rate_before".into(), 0.01)]),
+            metrics: BTreeMap::from([
+                ("error_rate_after".into(), 0.12),
+                ("error_rate_before".into(), 0.01),
+            ]),
         },
         caused_by: vec![alert().id],
     }
@@ -148,8 +155,16 @@ pub fn config_change() -> ConfigChange {
         kind: ChangeKind::CanaryStep,
         decision_id: Some(decision().id),
         targets: vec![
-            RouteTarget { provider: "openai".into(), model: "gpt-4o-mini".into(), weight: 0.95 },
-            RouteTarget { provider: "anthropic".into(), model: "claude-3-5-haiku".into(), weight: 0.05 },
+            RouteTarget {
+                provider: "openai".into(),
+                model: "gpt-4o-mini".into(),
+                weight: 0.95,
+            },
+            RouteTarget {
+                provider: "anthropic".into(),
+                model: "claude-3-5-haiku".into(),
+                weight: 0.05,
+            },
         ],
         params: BTreeMap::from([("max_tokens".into(), "512".into())]),
     }
@@ -207,8 +222,14 @@ pub fn dead_letter() -> DeadLetter {
         source_timestamp: Some(1_767_225_600_000),
         original_key: Some(b"checkout/summarize".to_vec()),
         original_headers: vec![
-            Header { key: "ce_specversion".into(), value: Some(b"1.0".to_vec()) },
-            Header { key: "empty".into(), value: None },
+            Header {
+                key: "ce_specversion".into(),
+                value: Some(b"1.0".to_vec()),
+            },
+            Header {
+                key: "empty".into(),
+                value: None,
+            },
         ],
         original_value: Some(vec![0, 159, 146, 150]),
     }

@@ -53,7 +53,10 @@ pub enum WireError {
     UnknownType(String),
     /// A valid llmopt type, but not the one this consumer reads.
     #[error("expected CloudEvents type `{expected}`, got `{found}`")]
-    WrongType { expected: &'static str, found: String },
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
     /// The event carries no data.
     #[error("event `{0}` has no data")]
     MissingData(String),
@@ -116,7 +119,9 @@ pub fn to_kafka<T: EventType>(
     meta: &EventMeta,
     format: DataFormat,
 ) -> Result<KafkaMessage, CodecError> {
-    Ok(llmopt_cloudevents::to_binary(&to_cloudevent(event, meta, format)?))
+    Ok(llmopt_cloudevents::to_binary(&to_cloudevent(
+        event, meta, format,
+    )?))
 }
 
 /// Reads the data of a CloudEvent as the contract type `T`.
@@ -138,13 +143,17 @@ pub fn from_cloudevent<T: EventType>(
         .data
         .as_deref()
         .ok_or_else(|| WireError::MissingData(ce.id.clone()))?;
-    let media = ce
-        .datacontenttype
-        .as_deref()
-        .map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let media = ce.datacontenttype.as_deref().map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    });
     match media.as_deref() {
         Some(AVRO_MEDIA_TYPE) | Some("avro/binary") => Ok(codec::decode_avro(data, registry)?),
-        None | Some(JSON_MEDIA_TYPE) => Ok(codec::decode_json(data)?),
+        None | Some(JSON_MEDIA_TYPE) | Some("text/json") => Ok(codec::decode_json(data)?),
+        Some(json) if json.ends_with("+json") => Ok(codec::decode_json(data)?),
         Some(other) => Err(WireError::UnsupportedContentType(other.to_string())),
     }
 }

@@ -13,7 +13,10 @@ fn round_trip<T: EventType + PartialEq + Debug>(event: T) {
     let registry = SchemaRegistry::current();
     let avro = codec::encode_avro(&event).expect("avro encode");
     assert_eq!(&avro[..2], &[0xC3, 0x01], "single-object marker");
-    assert_eq!(codec::decode_avro::<T>(&avro, &registry).expect("avro decode"), event);
+    assert_eq!(
+        codec::decode_avro::<T>(&avro, &registry).expect("avro decode"),
+        event
+    );
     let json = codec::encode_json(&event).expect("json encode");
     assert_eq!(codec::decode_json::<T>(&json).expect("json decode"), event);
     for format in [DataFormat::Avro, DataFormat::Json] {
@@ -39,7 +42,11 @@ fn every_schema_parses_and_names_its_record() {
     for contract in Contract::ALL {
         let schema = Schema::parse_str(contract.source())
             .unwrap_or_else(|e| panic!("{} does not parse: {e}", contract.file_name()));
-        assert!(matches!(schema, Schema::Record(_)), "{} is a record", contract.file_name());
+        assert!(
+            matches!(schema, Schema::Record(_)),
+            "{} is a record",
+            contract.file_name()
+        );
         assert!(contract.full_name().starts_with("llmopt.events."));
         assert_eq!(Contract::from_ce_type(contract.ce_type()), Some(*contract));
     }
@@ -54,7 +61,10 @@ fn schemas_directory_holds_exactly_the_contracts() {
         .filter(|n| n.ends_with(".avsc"))
         .collect();
     files.sort();
-    let mut expected: Vec<String> = Contract::ALL.iter().map(|c| c.file_name().to_string()).collect();
+    let mut expected: Vec<String> = Contract::ALL
+        .iter()
+        .map(|c| c.file_name().to_string())
+        .collect();
     expected.sort();
     assert_eq!(files, expected);
 }
@@ -173,7 +183,13 @@ fn breaking_changes_are_rejected() {
 
     let retyped = include_str!("fixtures/llm_call_breaking_type_change.avsc");
     let err = check_evolution(current, retyped).expect_err("type change");
-    assert!(matches!(err, EvolutionError::Backward(_) | EvolutionError::Forward(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            EvolutionError::Backward(_) | EvolutionError::Forward(_)
+        ),
+        "{err}"
+    );
 
     // Removing a field that had no default breaks old readers.
     let err = check_evolution(required, current).expect_err("dropping a required field");
@@ -189,6 +205,9 @@ fn breaking_changes_are_rejected() {
 fn avro_encoding_is_deterministic() {
     let a = codec::encode_avro(&samples::window_aggregate()).expect("encode");
     for _ in 0..20 {
-        assert_eq!(codec::encode_avro(&samples::window_aggregate()).expect("encode"), a);
+        assert_eq!(
+            codec::encode_avro(&samples::window_aggregate()).expect("encode"),
+            a
+        );
     }
 }

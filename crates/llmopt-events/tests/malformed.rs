@@ -428,12 +428,8 @@ fn json_data_with_a_mistyped_field_is_bad_data() {
     );
 }
 
-/// `codec::decode_json` promises that "the error names the missing or mistyped field", but
-/// serde_json names only missing fields: a mistyped one is reported as
-/// `invalid type: string "slow", expected f64 at line 1 column N`. Un-ignore once the decoder
-/// reports the field path (e.g. with `serde_path_to_error`).
+/// A mistyped field is named by its path, not only by a line and column.
 #[test]
-#[ignore = "decoder bug: JSON type mismatches do not name the field (codec::decode_json)"]
 fn json_data_with_a_mistyped_field_names_the_field() {
     let err = decode_err(&json_data_latency_string(), &default_limits());
     assert_reported(&err, "bad_data", &["llmopt.events.LlmCall", "latency_ms"]);

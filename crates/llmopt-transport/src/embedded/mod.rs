@@ -58,7 +58,13 @@ impl EmbeddedTransport {
             topic: topic.to_string(),
             partition,
         };
-        self.inner.lock().groups.get(group)?.committed.get(&tp).copied()
+        self.inner
+            .lock()
+            .groups
+            .get(group)?
+            .committed
+            .get(&tp)
+            .copied()
     }
 
     /// Number of records in each partition of a topic (its high watermarks).

@@ -43,7 +43,11 @@ impl State {
             (0..partitions).map(|_| Vec::new()).collect(),
         );
         for group in self.groups.values_mut() {
-            if group.members.values().any(|m| m.topics.iter().any(|t| t == name)) {
+            if group
+                .members
+                .values()
+                .any(|m| m.topics.iter().any(|t| t == name))
+            {
                 group.generation += 1;
             }
         }

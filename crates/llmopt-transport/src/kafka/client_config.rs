@@ -39,10 +39,7 @@ pub(crate) fn producer(config: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
-        .set(
-            "message.timeout.ms",
-            config.delivery_timeout_ms.to_string(),
-        );
+        .set("message.timeout.ms", config.delivery_timeout_ms.to_string());
     apply_overrides(cc, config)
 }
 

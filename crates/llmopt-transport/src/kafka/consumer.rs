@@ -29,7 +29,9 @@ impl ConsumerContext for RebalanceLogger {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(group = %self.group, partitions = tpl.count(), "partitions revoked")
             }
-            Rebalance::Error(e) => tracing::warn!(group = %self.group, error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "rebalance error")
+            }
         }
     }
 }
@@ -107,11 +109,10 @@ impl Consumer for KafkaConsumer {
 
     async fn commit(&mut self) -> Result<(), TransportError> {
         let consumer = self.consumer.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            consumer.commit_consumer_state(CommitMode::Sync)
-        })
-        .await
-        .map_err(|e| TransportError::Timeout(format!("commit task failed: {e}")))?;
+        let result =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+                .await
+                .map_err(|e| TransportError::Timeout(format!("commit task failed: {e}")))?;
         match result {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(e) => Err(TransportError::kafka("commit", e)),
