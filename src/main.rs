@@ -1,1 +1,60 @@
-fn main() {}
+//! `llmopt`: the one command users run. Subcommands run the demo, manage topics and schemas and
+//! show the effective configuration; `--help` on each says what it does.
+
+mod commands;
+mod config;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Closed-loop optimizer for fleets of LLM applications.
+#[derive(Parser)]
+#[command(name = "llmopt", version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML). `LLMOPT_*` environment variables override it, with `__` between
+    /// levels: LLMOPT_TRANSPORT__KIND=kafka, LLMOPT_TRANSPORT__KAFKA__BOOTSTRAP_SERVERS=...
+    #[arg(short, long, global = true, env = "LLMOPT_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline demo in one process on the embedded transport and state store (no servers).
+    Demo(commands::demo::DemoArgs),
+    /// Inspect the event contracts and check schema evolution.
+    #[command(subcommand)]
+    Schemas(commands::schemas::SchemasCommand),
+    /// List or create the pipeline's topics on the configured transport.
+    #[command(subcommand)]
+    Topics(commands::topics::TopicsCommand),
+    /// Show the effective configuration (file + environment), secrets redacted.
+    #[command(subcommand)]
+    Config(commands::config_cmd::ConfigCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("LLMOPT_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = config::AppConfig::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => commands::demo::run(&config, args).await,
+            Command::Schemas(cmd) => commands::schemas::run(cmd),
+            Command::Topics(cmd) => commands::topics::run(&config, cmd).await,
+            Command::Config(cmd) => commands::config_cmd::run(&config, cmd),
+        }
+    })
+}

@@ -128,11 +128,11 @@ async fn hundred_thousand_events_two_members(transport: Arc<dyn Transport>) {
         .expect("create topic");
     let mut members = vec![
         transport
-            .subscribe(&group, &[topic.clone()])
+            .subscribe(&group, std::slice::from_ref(&topic))
             .await
             .expect("member a"),
         transport
-            .subscribe(&group, &[topic.clone()])
+            .subscribe(&group, std::slice::from_ref(&topic))
             .await
             .expect("member b"),
     ];
@@ -193,7 +193,7 @@ async fn restart_resumes_from_committed_offset(transport: Arc<dyn Transport>) {
     // First run: reads 1200 records, finishes (acks) 1000 of them, commits, then stops with 200
     // read but unprocessed, like a process killed mid-batch.
     let mut first = transport
-        .subscribe(&group, &[topic.clone()])
+        .subscribe(&group, std::slice::from_ref(&topic))
         .await
         .expect("first");
     let mut acked: BTreeMap<i32, i64> = BTreeMap::new();
@@ -218,7 +218,7 @@ async fn restart_resumes_from_committed_offset(transport: Arc<dyn Transport>) {
 
     // Second run, same group: starts exactly at the committed offsets and reads the rest.
     let mut second = transport
-        .subscribe(&group, &[topic.clone()])
+        .subscribe(&group, std::slice::from_ref(&topic))
         .await
         .expect("second");
     let mut first_offsets: BTreeMap<i32, i64> = BTreeMap::new();

@@ -1,1 +1,186 @@
-fn main() {}
+//! Throughput of the Kafka transport against a bare rdkafka consumer loop, on the same broker,
+//! topic and records, in the same process, so the figure is a ratio that machine noise affects
+//! little.
+//!
+//! `loadtest/run.sh` brings up a broker and runs it; or set `LLMOPT_KAFKA_BOOTSTRAP` and run
+//! `cargo run --release -p llmopt-loadtest -- transport --events 200000`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use llmopt_events::wire::{self, DataFormat, EventMeta};
+use llmopt_events::{samples, LlmCall, SchemaRegistry};
+use llmopt_transport::kafka::KafkaTransport;
+use llmopt_transport::{KafkaConfig, OutboundMessage, TopicSpec, Transport};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message;
+use rdkafka::ClientConfig;
+
+#[derive(Parser)]
+#[command(name = "llmopt-loadtest", about = "llmopt throughput measurements")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Produce N events through the Kafka transport, consume them through it, and consume the
+    /// same topic with a bare rdkafka loop; print events/s of each and their ratio.
+    Transport {
+        /// Events to produce.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Partitions of the test topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Broker (defaults to $LLMOPT_KAFKA_BOOTSTRAP).
+        #[arg(long, env = "LLMOPT_KAFKA_BOOTSTRAP")]
+        bootstrap: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Transport {
+            events,
+            partitions,
+            bootstrap,
+        } => transport(events, partitions, bootstrap).await,
+    }
+}
+
+fn record(n: u64) -> anyhow::Result<OutboundMessage> {
+    let call = samples::llm_call(n);
+    let meta = EventMeta {
+        id: format!("evt-{n}"),
+        source: "/loadtest".into(),
+        time_ms: Some(call.event_time),
+        partition_key: Some(call.request_id.clone()),
+        traceparent: None,
+        subject: None,
+    };
+    let kafka = wire::to_kafka(&call, &meta, DataFormat::Avro)?;
+    Ok(OutboundMessage {
+        key: kafka.key,
+        value: kafka.value,
+        headers: kafka.headers,
+        timestamp_ms: Some(call.event_time),
+    })
+}
+
+fn decode(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    registry: &SchemaRegistry,
+) -> anyhow::Result<()> {
+    let message = llmopt_cloudevents::KafkaMessage {
+        key: key.map(<[u8]>::to_vec),
+        value: value.map(<[u8]>::to_vec),
+        headers,
+    };
+    wire::decode_kafka::<LlmCall>(&message, &Default::default(), registry)?;
+    Ok(())
+}
+
+async fn transport(events: u64, partitions: i32, bootstrap: String) -> anyhow::Result<()> {
+    let config = KafkaConfig {
+        bootstrap_servers: bootstrap.clone(),
+        client_id: "llmopt-loadtest".into(),
+        ..KafkaConfig::default()
+    };
+    let transport = KafkaTransport::new(&config, "loadtest")?;
+    let suffix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let topic = format!("llmopt.loadtest.{suffix}");
+    transport
+        .ensure_topics(&[TopicSpec {
+            name: topic.clone(),
+            partitions,
+        }])
+        .await?;
+    let registry = SchemaRegistry::current();
+
+    let records: Vec<OutboundMessage> = (0..events).map(record).collect::<anyhow::Result<_>>()?;
+    let started = Instant::now();
+    for chunk in records.chunks(10_000) {
+        transport.publish_batch(&topic, chunk.to_vec()).await?;
+    }
+    let produce_rate = events as f64 / started.elapsed().as_secs_f64();
+
+    // 1. Through llmopt's transport: poll, decode, ack; commit every 1000.
+    let mut consumer = transport
+        .subscribe(&format!("{topic}-llmopt"), std::slice::from_ref(&topic))
+        .await?;
+    let mut seen = 0u64;
+    let mut first = None;
+    while seen < events {
+        let Some(m) = consumer.poll(Duration::from_secs(30)).await? else {
+            anyhow::bail!("transport consumer stalled at {seen}/{events}");
+        };
+        first.get_or_insert_with(Instant::now);
+        decode(
+            m.key.as_deref(),
+            m.value.as_deref(),
+            m.headers.clone(),
+            &registry,
+        )?;
+        consumer.ack(&m)?;
+        seen += 1;
+        if seen % 1000 == 0 {
+            consumer.commit().await?;
+        }
+    }
+    consumer.close().await?;
+    let llmopt_rate = events as f64 / first.context("no message")?.elapsed().as_secs_f64();
+
+    // 2. Bare rdkafka BaseConsumer loop on the same topic: poll, decode, no commits.
+    let bare: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("{topic}-bare"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()?;
+    bare.subscribe(&[&topic])?;
+    let mut seen = 0u64;
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen < events {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "bare consumer stalled at {seen}/{events}"
+        );
+        let Some(result) = bare.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = result?;
+        first.get_or_insert_with(Instant::now);
+        let headers = m
+            .headers()
+            .map(|hs| {
+                use rdkafka::message::Headers;
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        decode(m.key(), m.payload(), headers, &registry)?;
+        seen += 1;
+    }
+    let bare_rate = events as f64 / first.context("no message")?.elapsed().as_secs_f64();
+
+    println!("events: {events}, partitions: {partitions}, broker: {bootstrap}");
+    println!("produce (llmopt transport, idempotent, acks=all): {produce_rate:>10.0} events/s");
+    println!("consume llmopt transport (decode+ack+commit):     {llmopt_rate:>10.0} events/s");
+    println!("consume bare rdkafka BaseConsumer (decode):       {bare_rate:>10.0} events/s");
+    println!(
+        "ratio llmopt/bare:                                {:>10.2}",
+        llmopt_rate / bare_rate
+    );
+    Ok(())
+}

@@ -33,14 +33,14 @@ pub fn llm_call(n: u64) -> LlmCall {
         gen_ai_usage_input_tokens: 100 + (n % 900) as i64,
         gen_ai_usage_output_tokens: 20 + (n % 300) as i64,
         latency_ms: 250.0 + (n % 1000) as f64 * 1.5,
-        time_to_first_token_ms: (n % 3 != 0).then(|| 80.0 + (n % 50) as f64),
+        time_to_first_token_ms: (n % 3 != 0).then_some(80.0 + (n % 50) as f64),
         status: if failed {
             CallStatus::Error
         } else {
             CallStatus::Ok
         },
         error_type: failed.then(|| "timeout".to_string()),
-        cost_usd: (n % 5 != 0).then(|| 0.0001 * (n % 40) as f64),
+        cost_usd: (n % 5 != 0).then_some(0.0001 * (n % 40) as f64),
         quality_score: (n % 7 == 0).then(|| 0.5 + (n % 5) as f64 / 10.0),
         config_version: Some((n / 1000) as i64 + 1),
     }

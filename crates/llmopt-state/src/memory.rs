@@ -1,6 +1,6 @@
 //! The in-memory state store: same semantics as Redis, nothing persisted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     values: HashMap<String, Versioned>,
-    sets: HashMap<String, HashMap<String, Instant>>,
+    sets: HashMap<String, TtlSet>,
     checkpoints: HashMap<String, Checkpoint>,
 }
 
@@ -32,13 +32,30 @@ impl MemoryStore {
     }
 }
 
-fn live_members<'a>(
-    sets: &'a mut HashMap<String, HashMap<String, Instant>>,
-    set: &str,
-) -> &'a mut HashMap<String, Instant> {
+/// Members with their expiry, plus an expiry-ordered index so purging costs O(log n) per
+/// expired member instead of a scan of the whole set.
+#[derive(Default)]
+struct TtlSet {
+    members: HashMap<String, Instant>,
+    by_expiry: BTreeSet<(Instant, String)>,
+}
+
+impl TtlSet {
+    fn purge(&mut self, now: Instant) {
+        while let Some(first) = self.by_expiry.first() {
+            if first.0 > now {
+                break;
+            }
+            if let Some((_, member)) = self.by_expiry.pop_first() {
+                self.members.remove(&member);
+            }
+        }
+    }
+}
+
+fn live_members<'a>(sets: &'a mut HashMap<String, TtlSet>, set: &str) -> &'a mut TtlSet {
     let members = sets.entry(set.to_string()).or_default();
-    let now = Instant::now();
-    members.retain(|_, expires| *expires > now);
+    members.purge(Instant::now());
     members
 }
 
@@ -93,21 +110,25 @@ impl StateStore for MemoryStore {
     async fn set_add(&self, set: &str, member: &str, ttl: Duration) -> Result<bool, StateError> {
         let mut inner = self.lock();
         let members = live_members(&mut inner.sets, set);
-        if members.contains_key(member) {
+        if members.members.contains_key(member) {
             return Ok(false);
         }
-        members.insert(member.to_string(), Instant::now() + ttl);
+        let expires = Instant::now() + ttl;
+        members.members.insert(member.to_string(), expires);
+        members.by_expiry.insert((expires, member.to_string()));
         Ok(true)
     }
 
     async fn set_contains(&self, set: &str, member: &str) -> Result<bool, StateError> {
         let mut inner = self.lock();
-        Ok(live_members(&mut inner.sets, set).contains_key(member))
+        Ok(live_members(&mut inner.sets, set)
+            .members
+            .contains_key(member))
     }
 
     async fn set_len(&self, set: &str) -> Result<u64, StateError> {
         let mut inner = self.lock();
-        Ok(live_members(&mut inner.sets, set).len() as u64)
+        Ok(live_members(&mut inner.sets, set).members.len() as u64)
     }
 
     async fn save_checkpoint(&self, name: &str, checkpoint: &Checkpoint) -> Result<(), StateError> {

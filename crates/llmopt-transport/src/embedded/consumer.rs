@@ -42,9 +42,7 @@ impl EmbeddedConsumer {
     /// One step of the group protocol and, if this member owns partitions, one read.
     fn try_next(&mut self) -> Option<InboundMessage> {
         let mut state = self.inner.lock();
-        let Some(group) = state.groups.get_mut(&self.group) else {
-            return None;
-        };
+        let group = state.groups.get_mut(&self.group)?;
         let mut changed = false;
         if group.generation != self.generation {
             // Revocation: give everything up, keeping what was processed.

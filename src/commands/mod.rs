@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod config_cmd;
+pub mod demo;
+pub mod schemas;
+pub mod topics;
