@@ -50,18 +50,29 @@ impl CodecError {
 /// Encodes an event as Avro single-object data with its contract's schema.
 pub fn encode_avro<T: EventType>(event: &T) -> Result<Vec<u8>, CodecError> {
     let contract = T::CONTRACT;
-    encode_avro_with(contract.schema(), event).map_err(|reason| CodecError::Encode {
-        contract: contract.full_name(),
-        reason,
+    write_single_object(contract.schema(), &contract.fingerprint(), event).map_err(|reason| {
+        CodecError::Encode {
+            contract: contract.full_name(),
+            reason,
+        }
     })
 }
 
 /// Encodes any serialisable value with an explicit writer schema. Tests use it to play an older
 /// producer; the error is the encoder's message.
 pub fn encode_avro_with<S: Serialize>(schema: &Schema, value: &S) -> Result<Vec<u8>, String> {
+    write_single_object(schema, &crate::contract::fingerprint(schema), value)
+}
+
+/// Marker, fingerprint (computed once per contract, not per event), datum.
+fn write_single_object<S: Serialize>(
+    schema: &Schema,
+    fingerprint: &[u8; 8],
+    value: &S,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&MARKER);
-    out.extend_from_slice(&crate::contract::fingerprint(schema));
+    out.extend_from_slice(fingerprint);
     apache_avro::write_avro_datum_ref(schema, value, &mut out).map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -83,7 +94,9 @@ pub fn decode_avro<T: EventType>(bytes: &[u8], registry: &SchemaRegistry) -> Res
         reason,
     };
     let mut body = &bytes[HEADER_LEN..];
-    let value = apache_avro::from_avro_datum(writer, &mut body, Some(contract.schema()))
+    // Same schema on both sides (the common case): no resolution needed.
+    let reader = (fp != contract.fingerprint()).then(|| contract.schema());
+    let value = apache_avro::from_avro_datum(writer, &mut body, reader)
         .map_err(|e| mismatch(e.to_string()))?;
     if !body.is_empty() {
         return Err(mismatch(format!(
