@@ -209,3 +209,39 @@ fn format_time(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
+
+impl AnyEvent {
+    /// The contract of the event inside.
+    pub fn contract(&self) -> Contract {
+        match self {
+            AnyEvent::LlmCall(_) => Contract::LlmCall,
+            AnyEvent::WindowAggregate(_) => Contract::WindowAggregate,
+            AnyEvent::Anomaly(_) => Contract::Anomaly,
+            AnyEvent::Alert(_) => Contract::Alert,
+            AnyEvent::Decision(_) => Contract::Decision,
+            AnyEvent::ConfigChange(_) => Contract::ConfigChange,
+            AnyEvent::QuantizationJob(_) => Contract::QuantizationJob,
+            AnyEvent::ArtifactPublished(_) => Contract::ArtifactPublished,
+            AnyEvent::DeadLetter(_) => Contract::DeadLetter,
+        }
+    }
+
+    /// Wraps the event in a CloudEvent, like [`to_cloudevent`] for a known type.
+    pub fn to_cloudevent(
+        &self,
+        meta: &EventMeta,
+        format: DataFormat,
+    ) -> Result<CloudEvent, CodecError> {
+        match self {
+            AnyEvent::LlmCall(e) => to_cloudevent(e, meta, format),
+            AnyEvent::WindowAggregate(e) => to_cloudevent(e, meta, format),
+            AnyEvent::Anomaly(e) => to_cloudevent(e, meta, format),
+            AnyEvent::Alert(e) => to_cloudevent(e, meta, format),
+            AnyEvent::Decision(e) => to_cloudevent(e, meta, format),
+            AnyEvent::ConfigChange(e) => to_cloudevent(e, meta, format),
+            AnyEvent::QuantizationJob(e) => to_cloudevent(e, meta, format),
+            AnyEvent::ArtifactPublished(e) => to_cloudevent(e, meta, format),
+            AnyEvent::DeadLetter(e) => to_cloudevent(e, meta, format),
+        }
+    }
+}

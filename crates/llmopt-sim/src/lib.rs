@@ -1,0 +1,1 @@
+//! Simulated fleet (work in progress).
