@@ -49,4 +49,20 @@ pub trait Processor: Send + 'static {
 
     /// Handles one input event and returns the events to publish, in order.
     fn process(&mut self, input: &Input) -> Vec<Output>;
+
+    /// Checks an input before processing; a rejection sends the original record to the
+    /// dead-letter topic with the reason instead of processing it. Most cores accept everything
+    /// that decodes; ingest validates telemetry here.
+    fn validate(&self, _input: &Input) -> Result<(), Rejection> {
+        Ok(())
+    }
+}
+
+/// Why a core refuses an input: becomes the dead-letter record's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Stable, machine-readable reason (metrics label, `error_kind`).
+    pub kind: &'static str,
+    /// Human-readable reason naming the offending field.
+    pub message: String,
 }

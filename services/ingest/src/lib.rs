@@ -1,19 +1,21 @@
-//! The `ingest` service: Validates, normalises, deduplicates and prices raw LLM-call telemetry; rejects go to the dead-letter topic.
+//! The `ingest` service: validates, normalises, deduplicates and prices raw LLM-call telemetry.
 //!
-//! The service's deterministic core and its runner arrive with the closed-loop issues; this crate
-//! fixes its place in the workspace and the name it is known by on the bus (client ids, consumer
-//! groups, CloudEvent sources).
+//! The core ([`Ingest`]) is deterministic: validation and normalisation rules plus the price
+//! table. Deduplication by CloudEvent `source` + `id` within a horizon needs shared state across
+//! replicas, so it lives in the shell ([`DedupEffects`], a TTL set in the state store). Anything
+//! refused is dead-lettered by the runner with the original bytes and the reason.
+
+mod config;
+mod core;
+mod dedup;
+mod pricing;
+mod validate;
+
+pub use config::IngestConfig;
+pub use core::Ingest;
+pub use dedup::DedupEffects;
+pub use pricing::{ModelPrice, PriceTable};
 
 /// Name used for this service's Kafka client id, consumer group and CloudEvents `source`, so
 /// that operators can tell which service wrote or read a record.
 pub const SERVICE_NAME: &str = "ingest";
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn service_name_is_a_valid_consumer_group_suffix() {
-        assert!(super::SERVICE_NAME
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '-'));
-    }
-}

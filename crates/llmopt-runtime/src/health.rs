@@ -1,0 +1,42 @@
+//! Liveness and readiness, as Kubernetes probes read them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Shared health flags: live from start until shutdown; ready once the runner is connected and
+/// caught up with its input (so a rolling restart does not route work to a cold replica).
+#[derive(Debug, Default)]
+pub struct Health {
+    live: AtomicBool,
+    ready: AtomicBool,
+}
+
+impl Health {
+    /// A process that is alive but not yet ready.
+    pub fn new() -> Self {
+        Self {
+            live: AtomicBool::new(true),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether `/health` answers 200.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Whether `/ready` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Marks the runner ready or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Marks the process as shutting down: neither live nor ready.
+    pub fn set_stopping(&self) {
+        self.ready.store(false, Ordering::Relaxed);
+        self.live.store(false, Ordering::Relaxed);
+    }
+}

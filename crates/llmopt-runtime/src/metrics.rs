@@ -1,0 +1,81 @@
+//! Prometheus metrics of a service, named and labelled the way Kafka consumer dashboards expect.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The metrics every runner exports.
+pub struct ServiceMetrics {
+    registry: Registry,
+    /// Records read, by topic.
+    pub events_in: IntCounterVec,
+    /// Records published, by topic.
+    pub events_out: IntCounterVec,
+    /// Inputs dead-lettered, by reason.
+    pub dead_letters: IntCounterVec,
+    /// Inputs dropped as duplicates.
+    pub duplicates: IntCounterVec,
+    /// Time from poll to ack of one input, outputs included.
+    pub processing_seconds: HistogramVec,
+    /// Records behind the end of each assigned partition.
+    pub consumer_lag: IntGaugeVec,
+}
+
+impl ServiceMetrics {
+    /// Registers the metrics, with a constant `service` label.
+    pub fn new(service: &str) -> Self {
+        let registry = Registry::new_custom(Some("llmopt".into()), None).unwrap_or_default();
+        let labels = |name: &str, help: &str| Opts::new(name, help).const_label("service", service);
+        let counter = |name: &str, help: &str, label: &str| {
+            let c = IntCounterVec::new(labels(name, help), &[label])
+                .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let events_in = counter("events_in_total", "Records consumed.", "topic");
+        let events_out = counter("events_out_total", "Records published.", "topic");
+        let dead_letters = counter(
+            "dead_letters_total",
+            "Records sent to the dead-letter topic.",
+            "reason",
+        );
+        let duplicates = counter(
+            "duplicates_total",
+            "Records dropped as duplicates.",
+            "topic",
+        );
+        let processing_seconds = HistogramVec::new(
+            HistogramOpts::new("processing_seconds", "Time from poll to ack of one record.")
+                .const_label("service", service)
+                .buckets(prometheus::exponential_buckets(0.000_05, 2.0, 16).unwrap_or_default()),
+            &["topic"],
+        )
+        .unwrap_or_else(|e| panic!("metric processing_seconds is malformed: {e}"));
+        let _ = registry.register(Box::new(processing_seconds.clone()));
+        let consumer_lag = IntGaugeVec::new(
+            labels(
+                "consumer_lag",
+                "Records between the committed position and the partition end.",
+            ),
+            &["topic", "partition"],
+        )
+        .unwrap_or_else(|e| panic!("metric consumer_lag is malformed: {e}"));
+        let _ = registry.register(Box::new(consumer_lag.clone()));
+        Self {
+            registry,
+            events_in,
+            events_out,
+            dead_letters,
+            duplicates,
+            processing_seconds,
+            consumer_lag,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,302 @@
+//! The consume → process → publish → ack loop, the same for every service and transport.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llmopt_cloudevents::{DecodeLimits, KafkaMessage};
+use llmopt_events::wire::{DataFormat, EventMeta, WireError};
+use llmopt_events::{AnyEvent, SchemaRegistry};
+use llmopt_transport::{
+    Consumer, InboundMessage, LogicalTopic, OutboundMessage, TopicNames, Transport,
+};
+
+use crate::health::Health;
+use crate::metrics::ServiceMetrics;
+use crate::shutdown::Shutdown;
+use crate::{dead_letter_for, Effects, Input, Output, Processor, RuntimeError};
+
+/// Runner settings.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Commit acked offsets after this many inputs (librdkafka also commits acked offsets every
+    /// second in the background).
+    pub commit_every: usize,
+    /// How long one poll waits before the loop checks for shutdown and readiness.
+    pub poll_timeout: Duration,
+    /// Size limit of input records.
+    pub limits: DecodeLimits,
+    /// Stop once this many consecutive polls found nothing (bounded runs: replay, tests); `None`
+    /// runs until shutdown.
+    pub stop_after_idle_polls: Option<u32>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            commit_every: 1000,
+            poll_timeout: Duration::from_millis(200),
+            limits: DecodeLimits::default(),
+            stop_after_idle_polls: None,
+        }
+    }
+}
+
+/// What a run did, for logs, summaries and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub consumed: u64,
+    pub published: u64,
+    pub dead_lettered: u64,
+    pub duplicates: u64,
+}
+
+/// Drives one core over the transport.
+pub struct Runner<P: Processor, E: Effects> {
+    processor: P,
+    effects: E,
+    transport: Arc<dyn Transport>,
+    topics: TopicNames,
+    metrics: Arc<ServiceMetrics>,
+    health: Arc<Health>,
+    config: RunnerConfig,
+    registry: SchemaRegistry,
+    logical: HashMap<String, LogicalTopic>,
+    summary: RunSummary,
+}
+
+impl<P: Processor, E: Effects> Runner<P, E> {
+    /// A runner for `processor` with the shell effects `effects`.
+    pub fn new(
+        processor: P,
+        effects: E,
+        transport: Arc<dyn Transport>,
+        topics: TopicNames,
+        metrics: Arc<ServiceMetrics>,
+        health: Arc<Health>,
+        config: RunnerConfig,
+    ) -> Self {
+        let logical = LogicalTopic::ALL
+            .iter()
+            .map(|t| (topics.name(*t), *t))
+            .collect();
+        Self {
+            processor,
+            effects,
+            transport,
+            topics,
+            metrics,
+            health,
+            config,
+            registry: SchemaRegistry::current(),
+            logical,
+            summary: RunSummary::default(),
+        }
+    }
+
+    /// Consumes until `shutdown` (or the idle limit), then commits, leaves the group and returns
+    /// the core (for checkpoints and summaries) and what was done.
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(P, RunSummary), RuntimeError> {
+        self.transport
+            .ensure_topics(&self.topics.all_specs())
+            .await?;
+        let inputs: Vec<String> = self
+            .processor
+            .inputs()
+            .into_iter()
+            .map(|t| self.topics.name(t))
+            .collect();
+        let mut consumer = self
+            .transport
+            .subscribe(self.processor.name(), &inputs)
+            .await?;
+        tracing::info!(service = self.processor.name(), ?inputs, "consuming");
+        let mut since_commit = 0;
+        let mut idle_polls = 0;
+        loop {
+            let polled = tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                polled = consumer.poll(self.config.poll_timeout) => polled?,
+            };
+            let Some(message) = polled else {
+                // Nothing left to read: caught up.
+                self.health.set_ready(true);
+                idle_polls += 1;
+                if self
+                    .config
+                    .stop_after_idle_polls
+                    .is_some_and(|max| idle_polls >= max)
+                {
+                    break;
+                }
+                continue;
+            };
+            idle_polls = 0;
+            self.handle(consumer.as_mut(), &message).await?;
+            since_commit += 1;
+            if since_commit >= self.config.commit_every {
+                consumer.commit().await?;
+                since_commit = 0;
+            }
+        }
+        self.health.set_ready(false);
+        consumer.close().await?;
+        tracing::info!(service = self.processor.name(), summary = ?self.summary, "stopped");
+        Ok((self.processor, self.summary))
+    }
+
+    async fn handle(
+        &mut self,
+        consumer: &mut dyn Consumer,
+        message: &InboundMessage,
+    ) -> Result<(), RuntimeError> {
+        let started = Instant::now();
+        self.metrics
+            .events_in
+            .with_label_values(&[message.topic.as_str()])
+            .inc();
+        self.summary.consumed += 1;
+        match self.decode(message) {
+            Err(e) => self.dead_letter(message, e.kind(), &e.to_string()).await?,
+            Ok((input, traceparent)) => {
+                if let Err(rejection) = self.processor.validate(&input) {
+                    self.dead_letter(message, rejection.kind, &rejection.message)
+                        .await?;
+                } else if !self.effects.admit(&input).await? {
+                    self.summary.duplicates += 1;
+                    self.metrics
+                        .duplicates
+                        .with_label_values(&[message.topic.as_str()])
+                        .inc();
+                } else {
+                    let outputs = self.processor.process(&input);
+                    self.publish(&outputs, traceparent.as_deref()).await?;
+                    self.effects.after_publish(&outputs).await?;
+                }
+            }
+        }
+        consumer.ack(message)?;
+        self.metrics
+            .processing_seconds
+            .with_label_values(&[message.topic.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn decode(&self, message: &InboundMessage) -> Result<(Input, Option<String>), WireError> {
+        let record = KafkaMessage {
+            key: message.key.clone(),
+            headers: message.headers.clone(),
+            value: message.value.clone(),
+        };
+        let (ce, _) = llmopt_cloudevents::decode(&record, &self.config.limits)?;
+        let event = AnyEvent::from_cloudevent(&ce, &self.registry)?;
+        let time_ms = ce
+            .time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis());
+        let topic = self
+            .logical
+            .get(&message.topic)
+            .copied()
+            .unwrap_or(LogicalTopic::TelemetryRaw);
+        let traceparent = ce.traceparent().map(str::to_string);
+        Ok((
+            Input {
+                topic,
+                partition: message.partition,
+                offset: message.offset,
+                id: ce.id,
+                source: ce.source,
+                time_ms,
+                event,
+            },
+            traceparent,
+        ))
+    }
+
+    /// Publishes outputs in order and waits for every acknowledgement.
+    async fn publish(
+        &mut self,
+        outputs: &[Output],
+        traceparent: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let source = format!("llmopt/{}", self.processor.name());
+        let mut sends = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            let meta = EventMeta {
+                id: output.id.clone(),
+                source: source.clone(),
+                time_ms: Some(output.time_ms),
+                partition_key: Some(output.key.clone()),
+                traceparent: traceparent.map(str::to_string),
+                subject: None,
+            };
+            // Operators read the alert topic with any consumer: JSON there, Avro elsewhere.
+            let format = if output.topic == LogicalTopic::Alerts {
+                DataFormat::Json
+            } else {
+                DataFormat::Avro
+            };
+            let ce =
+                output
+                    .event
+                    .to_cloudevent(&meta, format)
+                    .map_err(|e| RuntimeError::Encode {
+                        id: output.id.clone(),
+                        reason: e.to_string(),
+                    })?;
+            let record = llmopt_cloudevents::to_binary(&ce);
+            let topic = self.topics.name(output.topic);
+            sends.push((
+                topic,
+                OutboundMessage {
+                    key: record.key,
+                    value: record.value,
+                    headers: record.headers,
+                    timestamp_ms: Some(output.time_ms),
+                },
+            ));
+        }
+        let transport = self.transport.clone();
+        let futures = sends
+            .iter()
+            .map(|(topic, message)| transport.publish(topic, message.clone()));
+        futures::future::try_join_all(futures).await?;
+        for (topic, _) in &sends {
+            self.metrics
+                .events_out
+                .with_label_values(&[topic.as_str()])
+                .inc();
+        }
+        self.summary.published += sends.len() as u64;
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &mut self,
+        message: &InboundMessage,
+        kind: &str,
+        reason: &str,
+    ) -> Result<(), RuntimeError> {
+        tracing::warn!(topic = %message.topic, partition = message.partition,
+            offset = message.offset, kind, reason, "dead-lettering record");
+        let record = dead_letter_for(self.processor.name(), message, kind, reason);
+        let output = Output {
+            topic: LogicalTopic::DeadLetter,
+            id: record.id.clone(),
+            key: message.topic.clone(),
+            time_ms: message.timestamp_ms.unwrap_or_default(),
+            event: AnyEvent::DeadLetter(record),
+        };
+        self.publish(std::slice::from_ref(&output), None).await?;
+        self.summary.dead_lettered += 1;
+        self.metrics.dead_letters.with_label_values(&[kind]).inc();
+        Ok(())
+    }
+}
