@@ -120,6 +120,10 @@ impl<P: Processor, E: Effects> Runner<P, E> {
                 polled = consumer.poll(self.config.poll_timeout) => polled?,
             };
             let Some(message) = polled else {
+                if consumer.assignment()?.is_empty() {
+                    // Still joining the group: not caught up with anything yet.
+                    continue;
+                }
                 // Nothing left to read: caught up.
                 self.health.set_ready(true);
                 idle_polls += 1;

@@ -33,16 +33,21 @@ impl Ingest {
             call.error_type = Some("unknown".into());
         }
         if call.cost_usd.is_none() {
-            let model = call
+            // The model that answered sets the price; a dated snapshot name the table does not
+            // know falls back to the model asked for.
+            let price = |model: &str| {
+                self.config.prices.price(
+                    &call.gen_ai_provider_name,
+                    model,
+                    call.gen_ai_usage_input_tokens,
+                    call.gen_ai_usage_output_tokens,
+                )
+            };
+            call.cost_usd = call
                 .gen_ai_response_model
                 .as_deref()
-                .unwrap_or(&call.gen_ai_request_model);
-            call.cost_usd = self.config.prices.price(
-                &call.gen_ai_provider_name,
-                model,
-                call.gen_ai_usage_input_tokens,
-                call.gen_ai_usage_output_tokens,
-            );
+                .and_then(price)
+                .or_else(|| price(&call.gen_ai_request_model));
         }
         call
     }
