@@ -16,6 +16,9 @@ use crate::metrics::ServiceMetrics;
 use crate::shutdown::Shutdown;
 use crate::{dead_letter_for, Effects, Input, Output, Processor, RuntimeError};
 
+/// How often consumer lag is measured (it costs a broker round trip per partition).
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Runner settings.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -113,7 +116,12 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         tracing::info!(service = self.processor.name(), ?inputs, "consuming");
         let mut since_commit = 0;
         let mut idle_polls = 0;
+        let mut lag_reported = Instant::now();
         loop {
+            if lag_reported.elapsed() >= LAG_INTERVAL {
+                lag_reported = Instant::now();
+                self.report_lag(consumer.as_mut()).await;
+            }
             let polled = tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
@@ -148,6 +156,21 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         consumer.close().await?;
         tracing::info!(service = self.processor.name(), summary = ?self.summary, "stopped");
         Ok((self.processor, self.summary))
+    }
+
+    async fn report_lag(&self, consumer: &mut dyn Consumer) {
+        match consumer.lag().await {
+            Ok(lags) => {
+                for (tp, lag) in lags {
+                    let partition = tp.partition.to_string();
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[tp.topic.as_str(), partition.as_str()])
+                        .set(lag);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "consumer lag unavailable"),
+        }
     }
 
     async fn handle(

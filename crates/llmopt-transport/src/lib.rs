@@ -75,6 +75,10 @@ pub trait Consumer: Send {
     /// Partitions this member currently owns.
     fn assignment(&self) -> Result<Vec<TopicPartition>, TransportError>;
 
+    /// Records between this member's position and the end of each owned partition: the
+    /// consumer lag operators alert on.
+    async fn lag(&mut self) -> Result<Vec<(TopicPartition, i64)>, TransportError>;
+
     /// Commits acked offsets and leaves the group, so its partitions move to other members at once.
     async fn close(self: Box<Self>) -> Result<(), TransportError>;
 }

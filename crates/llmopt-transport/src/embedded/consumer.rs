@@ -171,6 +171,26 @@ impl Consumer for EmbeddedConsumer {
         })
     }
 
+    async fn lag(&mut self) -> Result<Vec<(TopicPartition, i64)>, TransportError> {
+        if !self.active {
+            return Ok(Vec::new());
+        }
+        let state = self.inner.lock();
+        Ok(self
+            .assigned
+            .iter()
+            .map(|tp| {
+                let end = state
+                    .topics
+                    .get(&tp.topic)
+                    .and_then(|parts| parts.get(tp.partition as usize))
+                    .map_or(0, |log| log.len() as i64);
+                let position = self.positions.get(tp).copied().unwrap_or(0);
+                (tp.clone(), (end - position).max(0))
+            })
+            .collect())
+    }
+
     async fn close(mut self: Box<Self>) -> Result<(), TransportError> {
         self.leave();
         Ok(())

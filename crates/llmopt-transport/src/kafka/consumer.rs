@@ -134,6 +134,35 @@ impl Consumer for KafkaConsumer {
             .collect())
     }
 
+    async fn lag(&mut self) -> Result<Vec<(TopicPartition, i64)>, TransportError> {
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            let positions = consumer
+                .position()
+                .map_err(|e| TransportError::kafka("position", e))?;
+            let mut lags = Vec::new();
+            for element in positions.elements() {
+                let (_, high) = consumer
+                    .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(2))
+                    .map_err(|e| TransportError::kafka("fetch watermarks", e))?;
+                let position = match element.offset() {
+                    rdkafka::Offset::Offset(o) => o,
+                    _ => continue,
+                };
+                lags.push((
+                    TopicPartition {
+                        topic: element.topic().to_string(),
+                        partition: element.partition(),
+                    },
+                    (high - position).max(0),
+                ));
+            }
+            Ok(lags)
+        })
+        .await
+        .map_err(|e| TransportError::Timeout(format!("lag task failed: {e}")))?
+    }
+
     async fn close(mut self: Box<Self>) -> Result<(), TransportError> {
         self.commit().await?;
         let consumer = self.consumer;
