@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use llmopt_ingest::IngestConfig;
 use llmopt_state::StateConfig;
 use llmopt_transport::TransportConfig;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,26 @@ pub struct AppConfig {
     pub transport: TransportConfig,
     /// Where state lives.
     pub state: StateConfig,
+    /// The admin endpoint of `llmopt run`.
+    pub admin: AdminConfig,
+    /// The ingest service.
+    pub ingest: IngestConfig,
+}
+
+/// Admin endpoint settings (`[admin]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// Address of `/health`, `/ready` and `/metrics`.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9464".to_string(),
+        }
+    }
 }
 
 impl AppConfig {

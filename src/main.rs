@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the pipeline demo in one process on the embedded transport and state store (no servers).
     Demo(commands::demo::DemoArgs),
+    /// Run one service as its own process (Kafka and Redis per the configuration) until SIGTERM.
+    Run(commands::run::RunArgs),
     /// Inspect the event contracts and check schema evolution.
     #[command(subcommand)]
     Schemas(commands::schemas::SchemasCommand),
@@ -52,6 +54,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Demo(args) => commands::demo::run(&config, args).await,
+            Command::Run(args) => commands::run::run(&config, args).await,
             Command::Schemas(cmd) => commands::schemas::run(cmd),
             Command::Topics(cmd) => commands::topics::run(&config, cmd).await,
             Command::Config(cmd) => commands::config_cmd::run(&config, cmd),

@@ -2,5 +2,6 @@
 
 pub mod config_cmd;
 pub mod demo;
+pub mod run;
 pub mod schemas;
 pub mod topics;

@@ -99,7 +99,13 @@ impl<P: Processor, E: Effects> Runner<P, E> {
 
     /// Consumes until `shutdown` (or the idle limit), then commits, leaves the group and returns
     /// the core (for checkpoints and summaries) and what was done.
-    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(P, RunSummary), RuntimeError> {
+    pub async fn run(self, shutdown: Shutdown) -> Result<(P, RunSummary), RuntimeError> {
+        self.start().await?.run(shutdown).await
+    }
+
+    /// Creates missing topics and joins the consumer group; the returned [`Stage`] is then driven
+    /// either continuously ([`Stage::run`]) or step by step ([`Stage::drain`]).
+    pub async fn start(self) -> Result<Stage<P, E>, RuntimeError> {
         self.transport
             .ensure_topics(&self.topics.all_specs())
             .await?;
@@ -109,55 +115,17 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             .into_iter()
             .map(|t| self.topics.name(t))
             .collect();
-        let mut consumer = self
+        let consumer = self
             .transport
             .subscribe(self.processor.name(), &inputs)
             .await?;
         tracing::info!(service = self.processor.name(), ?inputs, "consuming");
-        let mut since_commit = 0;
-        let mut idle_polls = 0;
-        let mut lag_reported = Instant::now();
-        loop {
-            if lag_reported.elapsed() >= LAG_INTERVAL {
-                lag_reported = Instant::now();
-                self.report_lag(consumer.as_mut()).await;
-            }
-            let polled = tokio::select! {
-                biased;
-                _ = shutdown.wait() => break,
-                polled = consumer.poll(self.config.poll_timeout) => polled?,
-            };
-            let Some(message) = polled else {
-                if consumer.assignment()?.is_empty() {
-                    // Still joining the group: not caught up with anything yet.
-                    continue;
-                }
-                // Nothing left to read: caught up.
-                self.health.set_ready(true);
-                idle_polls += 1;
-                if self
-                    .config
-                    .stop_after_idle_polls
-                    .is_some_and(|max| idle_polls >= max)
-                {
-                    break;
-                }
-                continue;
-            };
-            idle_polls = 0;
-            self.handle(consumer.as_mut(), &message).await?;
-            since_commit += 1;
-            if since_commit >= self.config.commit_every {
-                consumer.commit().await?;
-                since_commit = 0;
-            }
-        }
-        self.health.set_ready(false);
-        consumer.close().await?;
-        tracing::info!(service = self.processor.name(), summary = ?self.summary, "stopped");
-        Ok((self.processor, self.summary))
+        Ok(Stage {
+            runner: self,
+            consumer,
+            since_commit: 0,
+        })
     }
-
     async fn report_lag(&self, consumer: &mut dyn Consumer) {
         match consumer.lag().await {
             Ok(lags) => {
@@ -324,6 +292,115 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         self.publish(std::slice::from_ref(&output), None).await?;
         self.summary.dead_lettered += 1;
         self.metrics.dead_letters.with_label_values(&[kind]).inc();
+        Ok(())
+    }
+}
+
+/// A runner that has joined its consumer group.
+pub struct Stage<P: Processor, E: Effects> {
+    runner: Runner<P, E>,
+    consumer: Box<dyn Consumer>,
+    since_commit: usize,
+}
+
+impl<P: Processor, E: Effects> Stage<P, E> {
+    /// The core, e.g. to read its state between steps.
+    pub fn processor(&self) -> &P {
+        &self.runner.processor
+    }
+
+    /// What has been done so far.
+    pub fn summary(&self) -> &RunSummary {
+        &self.runner.summary
+    }
+
+    /// Processes everything available until a poll of `idle` finds nothing, then commits.
+    /// In-process runs call this stage after stage, which makes them deterministic.
+    pub async fn drain(&mut self, idle: Duration) -> Result<u64, RuntimeError> {
+        let mut processed = 0;
+        loop {
+            match self.consumer.poll(idle).await? {
+                Some(message) => {
+                    self.handle_and_maybe_commit(&message).await?;
+                    processed += 1;
+                }
+                None if self.consumer.assignment()?.is_empty() => continue,
+                None => break,
+            }
+        }
+        self.commit().await?;
+        self.runner.health.set_ready(true);
+        Ok(processed)
+    }
+
+    /// Consumes until `shutdown` (or the idle limit), then commits, leaves the group and returns
+    /// the core and what was done.
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(P, RunSummary), RuntimeError> {
+        let mut idle_polls = 0;
+        let mut lag_reported = Instant::now();
+        loop {
+            if lag_reported.elapsed() >= LAG_INTERVAL {
+                lag_reported = Instant::now();
+                self.runner.report_lag(self.consumer.as_mut()).await;
+            }
+            let polled = tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                polled = self.consumer.poll(self.runner.config.poll_timeout) => polled?,
+            };
+            let Some(message) = polled else {
+                if self.consumer.assignment()?.is_empty() {
+                    // Still joining the group: not caught up with anything yet.
+                    continue;
+                }
+                // Nothing left to read: caught up. Commit what is acked so the group's offsets
+                // show it (lag dashboards and step barriers read them).
+                self.commit().await?;
+                self.runner.health.set_ready(true);
+                idle_polls += 1;
+                if self
+                    .runner
+                    .config
+                    .stop_after_idle_polls
+                    .is_some_and(|max| idle_polls >= max)
+                {
+                    break;
+                }
+                continue;
+            };
+            idle_polls = 0;
+            self.handle_and_maybe_commit(&message).await?;
+        }
+        self.stop().await
+    }
+
+    /// Commits, leaves the group and returns the core and what was done.
+    pub async fn stop(mut self) -> Result<(P, RunSummary), RuntimeError> {
+        self.runner.health.set_ready(false);
+        self.commit().await?;
+        self.consumer.close().await?;
+        let runner = self.runner;
+        tracing::info!(service = runner.processor.name(), summary = ?runner.summary, "stopped");
+        Ok((runner.processor, runner.summary))
+    }
+
+    async fn handle_and_maybe_commit(
+        &mut self,
+        message: &InboundMessage,
+    ) -> Result<(), RuntimeError> {
+        self.runner.handle(self.consumer.as_mut(), message).await?;
+        self.since_commit += 1;
+        if self.since_commit >= self.runner.config.commit_every {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), RuntimeError> {
+        if self.since_commit > 0 {
+            self.consumer.commit().await?;
+            self.since_commit = 0;
+        }
         Ok(())
     }
 }
