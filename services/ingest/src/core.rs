@@ -161,7 +161,8 @@ mod tests {
     #[test]
     fn rejects_each_invalid_field_by_name() {
         let core = Ingest::new(IngestConfig::default());
-        let cases: Vec<(&str, Box<dyn Fn(&mut LlmCall)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut LlmCall)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("app", Box::new(|c| c.app = " ".into())),
             ("latency_ms", Box::new(|c| c.latency_ms = -1.0)),
             ("latency_ms", Box::new(|c| c.latency_ms = f64::NAN)),
