@@ -50,6 +50,11 @@ pub trait Transport: Send + Sync + 'static {
         futures::future::try_join_all(sends).await
     }
 
+    /// Records of `topics` that consumer group `group` has not committed yet, summed over every
+    /// partition (what `kafka-consumer-groups --describe` calls lag). Zero means the group has
+    /// processed everything written so far.
+    async fn group_lag(&self, group: &str, topics: &[String]) -> Result<i64, TransportError>;
+
     /// Joins consumer group `group` on `topics`. Partitions are shared among the group's members
     /// and reading starts from the group's committed offsets (earliest when there are none).
     async fn subscribe(

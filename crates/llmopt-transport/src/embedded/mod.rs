@@ -120,6 +120,26 @@ impl Transport for EmbeddedTransport {
         Ok(Delivered { partition, offset })
     }
 
+    async fn group_lag(&self, group: &str, topics: &[String]) -> Result<i64, TransportError> {
+        let state = self.inner.lock();
+        let committed = state.groups.get(group).map(|g| &g.committed);
+        let mut lag = 0;
+        for topic in topics {
+            let Some(partitions) = state.topics.get(topic) else {
+                continue;
+            };
+            for (partition, log) in partitions.iter().enumerate() {
+                let tp = TopicPartition {
+                    topic: topic.clone(),
+                    partition: partition as i32,
+                };
+                let done = committed.and_then(|c| c.get(&tp)).copied().unwrap_or(0);
+                lag += (log.len() as i64 - done).max(0);
+            }
+        }
+        Ok(lag)
+    }
+
     async fn subscribe(
         &self,
         group: &str,

@@ -8,6 +8,7 @@
 mod admin;
 mod client_config;
 mod consumer;
+mod lag;
 
 use std::time::Duration;
 
@@ -93,6 +94,15 @@ impl Transport for KafkaTransport {
             }),
             Err((e, _)) => Err(TransportError::kafka("publish", e)),
         }
+    }
+
+    async fn group_lag(&self, group: &str, topics: &[String]) -> Result<i64, TransportError> {
+        let config = self.config.clone();
+        let client_id = format!("{}-lag", self.client_id);
+        let (group, topics) = (group.to_string(), topics.to_vec());
+        tokio::task::spawn_blocking(move || lag::group_lag(&config, &client_id, &group, &topics))
+            .await
+            .map_err(|e| TransportError::Timeout(format!("lag task failed: {e}")))?
     }
 
     async fn subscribe(
