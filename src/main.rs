@@ -28,6 +28,9 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Run one service as its own process (Kafka and Redis per the configuration) until SIGTERM.
     Run(commands::run::RunArgs),
+    /// List, approve or reject optimisation decisions (propose mode).
+    #[command(subcommand)]
+    Decisions(commands::decisions::DecisionsCommand),
     /// Inspect the event contracts and check schema evolution.
     #[command(subcommand)]
     Schemas(commands::schemas::SchemasCommand),
@@ -55,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Demo(args) => commands::demo::run(&config, args).await,
             Command::Run(args) => commands::run::run(&config, args).await,
+            Command::Decisions(cmd) => commands::decisions::run(&config, cmd).await,
             Command::Schemas(cmd) => commands::schemas::run(cmd),
             Command::Topics(cmd) => commands::topics::run(&config, cmd).await,
             Command::Config(cmd) => commands::config_cmd::run(&config, cmd),

@@ -1,6 +1,6 @@
 //! Liveness and readiness, as Kubernetes probes read them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Shared health flags: live from start until shutdown; ready once the runner is connected and
 /// caught up with its input (so a rolling restart does not route work to a cold replica).
@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct Health {
     live: AtomicBool,
     ready: AtomicBool,
+    idle: AtomicBool,
+    handled: AtomicU64,
 }
 
 impl Health {
@@ -16,7 +18,28 @@ impl Health {
         Self {
             live: AtomicBool::new(true),
             ready: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
+            handled: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the last poll found nothing to do. With [`Health::handled`], lets a driver that
+    /// runs several services see when the whole pipeline has settled.
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    /// Inputs handled so far.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_handled(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether `/health` answers 200.

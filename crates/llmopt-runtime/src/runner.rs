@@ -357,6 +357,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                 // show it (lag dashboards and step barriers read them).
                 self.commit().await?;
                 self.runner.health.set_ready(true);
+                self.runner.health.set_idle(true);
                 idle_polls += 1;
                 if self
                     .runner
@@ -388,7 +389,9 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         &mut self,
         message: &InboundMessage,
     ) -> Result<(), RuntimeError> {
+        self.runner.health.set_idle(false);
         self.runner.handle(self.consumer.as_mut(), message).await?;
+        self.runner.health.count_handled();
         self.since_commit += 1;
         if self.since_commit >= self.runner.config.commit_every {
             self.commit().await?;

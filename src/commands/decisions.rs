@@ -1,0 +1,176 @@
+//! `llmopt decisions list|approve|reject`: the human side of propose mode.
+//!
+//! The decisions topic is the source of truth: listing reads it from the beginning (with a
+//! throw-away consumer group) and keeps each decision's latest state; approving or rejecting
+//! publishes the same decision in state APPROVED or REJECTED, which the decision service accepts
+//! only from PROPOSED.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use llmopt_cloudevents::KafkaMessage;
+use llmopt_events::wire::{self, DataFormat, EventMeta};
+use llmopt_events::{Decision, DecisionState, SchemaRegistry};
+use llmopt_transport::{LogicalTopic, OutboundMessage, TopicNames, Transport};
+
+use crate::commands::run::build_transport;
+use crate::config::AppConfig;
+
+/// `llmopt decisions ...`
+#[derive(Subcommand)]
+pub enum DecisionsCommand {
+    /// List decisions with their latest state.
+    List {
+        /// Only decisions in this state (e.g. PROPOSED).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Approve a proposed decision.
+    Approve {
+        /// Decision id, as `list` shows it.
+        id: String,
+    },
+    /// Reject a proposed decision.
+    Reject {
+        /// Decision id, as `list` shows it.
+        id: String,
+    },
+}
+
+pub async fn run(config: &AppConfig, command: DecisionsCommand) -> anyhow::Result<()> {
+    let transport = build_transport(config, "cli")?;
+    let names = TopicNames::new(&config.transport);
+    let latest = read_latest(transport.as_ref(), &names).await?;
+    match command {
+        DecisionsCommand::List { state } => {
+            for d in latest.values() {
+                let shown = format!("{:?}", d.state).to_uppercase();
+                if state
+                    .as_deref()
+                    .is_some_and(|s| !s.eq_ignore_ascii_case(&shown))
+                {
+                    continue;
+                }
+                println!(
+                    "{:<10} {:<55} {:<24} {}",
+                    shown,
+                    d.id,
+                    format!("{:?}", d.strategy),
+                    d.reason
+                );
+            }
+        }
+        DecisionsCommand::Approve { id } => {
+            set_state(
+                transport.as_ref(),
+                &names,
+                &latest,
+                &id,
+                DecisionState::Approved,
+            )
+            .await?
+        }
+        DecisionsCommand::Reject { id } => {
+            set_state(
+                transport.as_ref(),
+                &names,
+                &latest,
+                &id,
+                DecisionState::Rejected,
+            )
+            .await?
+        }
+    }
+    Ok(())
+}
+
+/// Latest state of every decision on the topic.
+pub async fn read_latest(
+    transport: &dyn Transport,
+    names: &TopicNames,
+) -> anyhow::Result<BTreeMap<String, Decision>> {
+    let topic = names.name(LogicalTopic::Decisions);
+    let group = format!(
+        "llmopt-cli-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    );
+    let mut consumer = transport
+        .subscribe(&group, std::slice::from_ref(&topic))
+        .await?;
+    let registry = SchemaRegistry::current();
+    let mut latest = BTreeMap::new();
+    let mut empty_polls = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while empty_polls < 5 && std::time::Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(500)).await? else {
+            if !consumer.assignment()?.is_empty() {
+                empty_polls += 1;
+            }
+            continue;
+        };
+        empty_polls = 0;
+        let record = KafkaMessage {
+            key: m.key.clone(),
+            headers: m.headers.clone(),
+            value: m.value.clone(),
+        };
+        if let Ok((_, _, d)) =
+            wire::decode_kafka::<Decision>(&record, &Default::default(), &registry)
+        {
+            latest.insert(d.id.clone(), d);
+        }
+    }
+    consumer.close().await?;
+    Ok(latest)
+}
+
+async fn set_state(
+    transport: &dyn Transport,
+    names: &TopicNames,
+    latest: &BTreeMap<String, Decision>,
+    id: &str,
+    state: DecisionState,
+) -> anyhow::Result<()> {
+    let current = latest
+        .get(id)
+        .with_context(|| format!("no decision `{id}` on the decisions topic"))?;
+    anyhow::ensure!(
+        current.state == DecisionState::Proposed,
+        "decision `{id}` is {:?}, only PROPOSED decisions can be approved or rejected",
+        current.state
+    );
+    let mut decided = current.clone();
+    decided.state = state;
+    let step = decided
+        .params
+        .get("step")
+        .cloned()
+        .unwrap_or_else(|| "0".into());
+    let meta = EventMeta {
+        id: format!("{}/{:?}/{step}/human", decided.id, state).to_lowercase(),
+        source: "llmopt/cli".into(),
+        time_ms: Some(decided.event_time),
+        partition_key: Some(format!("{}/{}", decided.app, decided.route)),
+        traceparent: None,
+        subject: None,
+    };
+    let record = wire::to_kafka(&decided, &meta, DataFormat::Avro)?;
+    transport
+        .publish(
+            &names.name(LogicalTopic::Decisions),
+            OutboundMessage {
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+                timestamp_ms: Some(decided.event_time),
+            },
+        )
+        .await?;
+    println!("{id}: {:?}", state);
+    Ok(())
+}
