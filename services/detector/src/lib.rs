@@ -1,8 +1,33 @@
 //! The `detector` service: Streaming anomaly detection and SLO rules on window metrics; publishes anomalies and operator alerts.
 //!
-//! The service's deterministic core and its runner arrive with the closed-loop issues; this crate
-//! fixes its place in the workspace and the name it is known by on the bus (client ids, consumer
-//! groups, CloudEvent sources).
+//! [`Detector`] is the service's deterministic core (an [`llmopt_runtime::Processor`]): it reads
+//! tumbling `WindowAggregate`s from the `windows` topic, keeps a robust baseline per (series,
+//! metric) and publishes `Anomaly` events on `anomalies`, and evaluates static SLO rules and
+//! persisting anomalies into FIRING/RESOLVED `Alert`s on `alerts`. Time comes only from window
+//! timestamps, so replaying the `windows` topic reproduces the same outputs with the same ids.
+//!
+//! Modules: [`config`] (what operators tune), [`metrics`] (what is measured), [`baseline`] (the
+//! pluggable baseline detectors), [`rules`] (SLO rules with `for`), [`alerts`] (alert
+//! lifecycle, dedup and cooldown) and the core that ties them together.
+
+#![warn(missing_docs)]
+
+pub mod alerts;
+pub mod baseline;
+pub mod config;
+mod core;
+pub mod metrics;
+pub mod rules;
+mod seq_map;
+
+pub use crate::alerts::AlertBook;
+pub use crate::baseline::{BaselineDetector, Observation, RobustEwma, RobustEwmaState, Score};
+pub use crate::config::{
+    AnomalyAlertPolicy, Comparison, ConfigError, DetectorConfig, Matchers, RobustEwmaConfig,
+    SloRule,
+};
+pub use crate::core::{Detector, DetectorStats, SnapshotError, SNAPSHOT_VERSION};
+pub use crate::metrics::{Metric, SeriesKey};
 
 /// Name used for this service's Kafka client id, consumer group and CloudEvents `source`, so
 /// that operators can tell which service wrote or read a record.
