@@ -10,9 +10,8 @@
 //! (not adopted, to avoid tuning on a benchmark) gave 24 with `alpha = 0.01` and
 //! `anomalous_weight = 1.0`.
 //!
-//! Needs the NAB data and scorer (`score.py`, Python 3) in `$NAB_DIR` (default
-//! `/work/shared/nab`), so it is ignored by default:
-//! `cargo test -p llmopt-detector --test nab -- --ignored --nocapture`.
+//! Needs the NAB data and scorer (`score.py`, Python 3) in `$NAB_DIR` (default: the `shared/nab`
+//! folder beside the repository): `cargo test -p llmopt-detector --test nab -- --nocapture`.
 
 use std::fs;
 use std::io::Write;
@@ -29,7 +28,10 @@ const EXTREME: &str = "new-extreme";
 fn nab_dir() -> PathBuf {
     std::env::var_os("NAB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/nab"))
+        .unwrap_or_else(|| {
+            // The repository's sibling `shared/` folder, where CI has it too.
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/nab"))
+        })
 }
 
 /// Rows of one NAB file: (timestamp as written, value as written, value).
@@ -148,7 +150,6 @@ fn nab_score(nab: &Path, results: &Path, detector: &str) -> f64 {
 }
 
 #[test]
-#[ignore = "needs the NAB data set and python3; run with --ignored"]
 fn robust_ewma_beats_never_firing_on_nab() {
     let nab = nab_dir();
     let windows_json = fs::read_to_string(nab.join("labels/windows.json"))
