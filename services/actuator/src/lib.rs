@@ -1,8 +1,29 @@
 //! The `actuator` service: Applies decisions to the live routing config (versioned, idempotent, canary steps, rollback).
 //!
-//! The service's deterministic core and its runner arrive with the closed-loop issues; this crate
-//! fixes its place in the workspace and the name it is known by on the bus (client ids, consumer
-//! groups, CloudEvent sources).
+//! The deterministic core ([`Actuator`]) consumes `decisions` and `config.changes`, keeps the
+//! routing-config projection (last change per app/route) and turns each approved decision step
+//! into exactly one versioned [`llmopt_events::ConfigChange`]. The runner writes the projection
+//! to the state store with [`write_live_config`] (compare-and-set on the version).
+
+#![warn(missing_docs)]
+
+mod apply;
+mod core;
+mod live;
+mod routing;
+
+pub use apply::{
+    canary_targets, decision_step, parse_action, plan, shift_traffic, Action, ApplyError, Plan,
+    ACTION_CANARY_STEP, ACTION_QUANTIZE, ACTION_ROLLBACK, ACTION_SHIFT_TRAFFIC,
+    ACTION_START_CANARY, PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER,
+    PARAM_SHIFT, PARAM_STEP, PARAM_TARGETS, PARAM_TARGET_VERSION, PARAM_WEIGHT,
+};
+pub use core::Actuator;
+pub use live::{live_key, read_live_config, write_live_config, LiveConfigError, LIVE_KEY_PREFIX};
+pub use routing::{
+    normalize_targets, route_key, targets_from_param, targets_to_param, weight_of, RoutingConfig,
+    RoutingError, RoutingProjection, VERSION_HISTORY_LIMIT, WEIGHT_PRECISION,
+};
 
 /// Name used for this service's Kafka client id, consumer group and CloudEvents `source`, so
 /// that operators can tell which service wrote or read a record.

@@ -1,0 +1,719 @@
+//! The decision core: windows, anomalies, config changes and decision events in; decisions (and
+//! quantization jobs) out. It runs the strategies, enforces the safety limits and owns the
+//! lifecycle of every decision it makes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use llmopt_actuator::{
+    decision_step, targets_to_param, RoutingConfig, RoutingProjection, ACTION_ROLLBACK,
+    PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER, PARAM_TARGETS,
+    PARAM_TARGET_VERSION,
+};
+use llmopt_events::{
+    Anomaly, AnyEvent, ChangeKind, ConfigChange, Decision as DecisionEvent, DecisionState,
+    Evidence, RouteTarget, Strategy, WindowAggregate,
+};
+use llmopt_runtime::{Input, Output, Processor};
+use llmopt_transport::LogicalTopic;
+
+use crate::config::{ConfigError, DecisionConfig, Mode};
+use crate::history::History;
+use crate::lifecycle::{
+    decision_id, decision_output, job_output, state_name, AppliedChange, OpenDecision, Verification,
+};
+use crate::strategies::rollback::{self, Watch, WatchOutcome};
+use crate::strategies::{canary, failover, quantize, Proposal, RouteView};
+
+/// (app, route).
+type RouteId = (String, String);
+
+/// (app, route, provider, model).
+type SeriesId = (String, String, String, String);
+
+/// Anomalies kept per (app, route, provider, model) for `caused_by`.
+const ANOMALIES_KEPT: usize = 16;
+
+/// The decision service's deterministic core.
+///
+/// Time is the maximum `window_end` seen; nothing reads the wall clock, so replaying the same
+/// inputs yields the same decisions with the same ids.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    config: DecisionConfig,
+    canary_schedule: Vec<f64>,
+    history: History,
+    routing: RoutingProjection,
+    /// Event time of the last change per route (cooldown).
+    last_change: BTreeMap<RouteId, i64>,
+    open: BTreeMap<String, OpenDecision>,
+    /// Every decision id ever created: one decision per id, and our own config changes are
+    /// never mistaken for someone else's.
+    used_ids: BTreeSet<String>,
+    /// The latest outside change per route awaiting its regression check.
+    watches: BTreeMap<RouteId, Watch>,
+    /// Self-hosted (provider, model) already requested for quantization.
+    quantize_requested: BTreeSet<(String, String)>,
+    /// (app, route, provider, model) canaries already started.
+    canaried: BTreeSet<SeriesId>,
+    /// Recent anomalies: (event time, id).
+    anomalies: BTreeMap<SeriesId, Vec<(i64, String)>>,
+    now: Option<i64>,
+}
+
+impl Decision {
+    /// A core with `config`, which must be valid.
+    pub fn new(config: DecisionConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            canary_schedule: config.canary_schedule(),
+            history: History::new(config.history_windows),
+            config,
+            routing: RoutingProjection::new(),
+            last_change: BTreeMap::new(),
+            open: BTreeMap::new(),
+            used_ids: BTreeSet::new(),
+            watches: BTreeMap::new(),
+            quantize_requested: BTreeSet::new(),
+            canaried: BTreeSet::new(),
+            anomalies: BTreeMap::new(),
+            now: None,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DecisionConfig {
+        &self.config
+    }
+
+    /// Event time of the core: the maximum window end seen.
+    pub fn now(&self) -> Option<i64> {
+        self.now
+    }
+
+    /// Decisions not yet in a terminal state, as last published.
+    pub fn open_decisions(&self) -> impl Iterator<Item = &DecisionEvent> {
+        self.open.values().map(|o| &o.event)
+    }
+
+    /// One open decision by id.
+    pub fn open_decision(&self, id: &str) -> Option<&DecisionEvent> {
+        self.open.get(id).map(|o| &o.event)
+    }
+
+    /// The routing config of a route as the core knows it from `config.changes`.
+    pub fn routing_config(&self, app: &str, route: &str) -> Option<&RoutingConfig> {
+        self.routing.config(app, route)
+    }
+
+    fn view<'a>(&'a self, route: &'a RouteId, trigger_time: i64) -> Option<RouteView<'a>> {
+        let history = self.history.route(&route.0, &route.1)?;
+        let cfg = self.routing.config(&route.0, &route.1);
+        Some(RouteView {
+            app: &route.0,
+            route: &route.1,
+            history,
+            targets: cfg.map_or_else(|| history.latest_shares(), |c| c.targets.clone()),
+            version: cfg.map(|c| c.version),
+            config: &self.config,
+            policy: self.config.policy(&route.0, &route.1),
+            trigger_time,
+        })
+    }
+
+    fn cooldown_active(&self, route: &RouteId, t: i64) -> bool {
+        self.last_change
+            .get(route)
+            .is_some_and(|c| t < c.saturating_add(self.config.limits.cooldown_ms))
+    }
+
+    fn open_routing_on(&self, route: &RouteId) -> impl Iterator<Item = &OpenDecision> {
+        let route = route.clone();
+        self.open.values().filter(move |o| {
+            o.changes_routing() && o.event.app == route.0 && o.event.route == route.1
+        })
+    }
+
+    fn open_canaries(&self) -> usize {
+        self.open
+            .values()
+            .filter(|o| o.event.strategy == Strategy::CheaperModelCanary)
+            .count()
+    }
+
+    fn close(&mut self, id: &str) {
+        if let Some(od) = self.open.remove(id) {
+            if od.state() == DecisionState::Expired {
+                // Never acted on: the strategy may propose again.
+                let e = &od.event;
+                match e.strategy {
+                    Strategy::CheaperModelCanary => {
+                        let p = e.params.get(PARAM_PROVIDER);
+                        let m = e.params.get(PARAM_MODEL);
+                        if let (Some(p), Some(m)) = (p, m) {
+                            self.canaried.remove(&(
+                                e.app.clone(),
+                                e.route.clone(),
+                                p.clone(),
+                                m.clone(),
+                            ));
+                        }
+                    }
+                    Strategy::QuantizationRequest => {
+                        let p = e.params.get(PARAM_PROVIDER);
+                        let m = e.params.get(PARAM_MODEL);
+                        if let (Some(p), Some(m)) = (p, m) {
+                            self.quantize_requested.remove(&(p.clone(), m.clone()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Turns a proposal into a decision: PROPOSED or APPROVED by mode.
+    fn create(&mut self, proposal: Proposal, targets_at_creation: Vec<RouteTarget>) -> Vec<Output> {
+        let id = decision_id(
+            proposal.strategy,
+            &proposal.app,
+            &proposal.route,
+            proposal.trigger_time,
+        );
+        if !self.used_ids.insert(id.clone()) {
+            return Vec::new();
+        }
+        let state = match self.config.mode {
+            Mode::Auto => DecisionState::Approved,
+            Mode::Propose => DecisionState::Proposed,
+        };
+        let mut params = proposal.params;
+        let job = proposal.job.map(|mut j| {
+            j.job_id = format!("{id}/job");
+            j.decision_id = Some(id.clone());
+            params.insert("job_id".to_string(), j.job_id.clone());
+            j
+        });
+        let schedule = if proposal.strategy == Strategy::CheaperModelCanary {
+            self.canary_schedule.clone()
+        } else {
+            Vec::new()
+        };
+        let verification = match (
+            proposal.strategy,
+            params.get(PARAM_FROM_PROVIDER),
+            params.get(PARAM_FROM_MODEL),
+            params.get(PARAM_PROVIDER),
+            params.get(PARAM_MODEL),
+        ) {
+            (Strategy::Failover, Some(fp), Some(fm), Some(tp), Some(tm)) => {
+                Verification::MovedTraffic {
+                    from: (fp.clone(), fm.clone()),
+                    to: (tp.clone(), tm.clone()),
+                }
+            }
+            _ => Verification::Route,
+        };
+        let event = DecisionEvent {
+            id: id.clone(),
+            event_time: proposal.trigger_time,
+            strategy: proposal.strategy,
+            state,
+            mode: self.config.mode.as_event_mode(),
+            app: proposal.app,
+            route: proposal.route,
+            action: proposal.action,
+            params,
+            reason: proposal.reason,
+            evidence: proposal.evidence,
+            caused_by: proposal.caused_by,
+        };
+        let mut od = OpenDecision {
+            event,
+            created_at: proposal.trigger_time,
+            seen: BTreeSet::from([(state_name(state), 0)]),
+            step: 0,
+            schedule,
+            first_change: None,
+            verifying_since: None,
+            targets_at_creation,
+            job,
+            verification,
+        };
+        let mut out = vec![decision_output(&od.event, 0)];
+        let mut closed = false;
+        if state == DecisionState::Approved {
+            closed = after_approval(&mut od, proposal.trigger_time, &mut out);
+        }
+        if !closed {
+            self.open.insert(id, od);
+        }
+        out
+    }
+
+    fn on_window(&mut self, w: &WindowAggregate) -> Vec<Output> {
+        if !self.history.insert(w) {
+            return Vec::new();
+        }
+        let t = w.window_end;
+        let now = self.now.map_or(t, |n| n.max(t));
+        self.now = Some(now);
+        let route = (w.app.clone(), w.route.clone());
+        let mut out = self.expire(now);
+        out.extend(self.progress_verifications(&route, t));
+        out.extend(self.evaluate_watch(&route, t));
+        out.extend(self.try_failover(&route, w, t));
+        out.extend(self.try_quantize(&route, &w.provider, &w.model, t));
+        out.extend(self.try_canary(&route, t));
+        out
+    }
+
+    /// PROPOSED decisions older than the TTL expire.
+    fn expire(&mut self, now: i64) -> Vec<Output> {
+        let ttl = self.config.proposal_ttl_ms;
+        let ids: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, o)| {
+                o.state() == DecisionState::Proposed && o.created_at.saturating_add(ttl) <= now
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(od) = self.open.get_mut(&id) {
+                out.push(od.transition(
+                    DecisionState::Expired,
+                    now,
+                    Some(format!("not approved within {} ms", ttl)),
+                    None,
+                    None,
+                ));
+            }
+            self.close(&id);
+        }
+        out
+    }
+
+    /// Verifies decisions of `route` whose evaluation windows are complete: SUCCEEDED, next
+    /// canary step (APPROVED again) or ROLLED_BACK.
+    fn progress_verifications(&mut self, route: &RouteId, t: i64) -> Vec<Output> {
+        let ids: Vec<String> = self
+            .open_routing_on(route)
+            .filter(|o| o.state() == DecisionState::Verifying)
+            .map(|o| o.event.id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(od) = self.open.get(&id) else {
+                continue;
+            };
+            let (Some(since), Some(first)) = (od.verifying_since, od.first_change.clone()) else {
+                continue;
+            };
+            let n = if od.schedule.is_empty() {
+                self.config.evaluation_windows
+            } else {
+                self.config.canary.windows_per_step
+            };
+            let Some(hist) = self.history.route(&route.0, &route.1) else {
+                continue;
+            };
+            let Some(after) = hist.windows_after(since, n) else {
+                continue;
+            };
+            let (before, after) = match &od.verification {
+                Verification::Route => (
+                    hist.windows_before(first.time, self.config.baseline_windows),
+                    after,
+                ),
+                Verification::MovedTraffic { from, to } => (
+                    hist.model_windows_before(
+                        &from.0,
+                        &from.1,
+                        first.time,
+                        self.config.failover_windows,
+                    ),
+                    hist.model_windows_after(&to.0, &to.1, since, n),
+                ),
+            };
+            let cmp = rollback::compare(&before, &after, &self.config);
+            let Some(od) = self.open.get_mut(&id) else {
+                continue;
+            };
+            match cmp {
+                Some(c) if c.worse => {
+                    let mut params = od.step_params();
+                    let target = first.previous_version.unwrap_or(0);
+                    params.insert(PARAM_TARGET_VERSION.to_string(), target.to_string());
+                    let targets = first
+                        .previous_targets
+                        .clone()
+                        .unwrap_or_else(|| od.targets_at_creation.clone());
+                    params.insert(PARAM_TARGETS.to_string(), targets_to_param(&targets));
+                    od.event.action = ACTION_ROLLBACK.to_string();
+                    out.push(od.transition(
+                        DecisionState::RolledBack,
+                        t,
+                        Some(format!(
+                            "verification failed at step {}: {}; rolling back to v{target}",
+                            od.step, c.summary
+                        )),
+                        Some(c.evidence),
+                        Some(params),
+                    ));
+                    self.close(&id);
+                }
+                other => {
+                    let (summary, evidence) = match other {
+                        Some(c) => (c.summary, c.evidence),
+                        None => ("insufficient data to compare".to_string(), no_evidence()),
+                    };
+                    if !od.schedule.is_empty() && (od.step as usize + 1) < od.schedule.len() {
+                        od.step += 1;
+                        od.verifying_since = None;
+                        let params = od.step_params();
+                        let weight = params
+                            .get(llmopt_actuator::PARAM_WEIGHT)
+                            .cloned()
+                            .unwrap_or_default();
+                        out.push(od.transition(
+                            DecisionState::Approved,
+                            t,
+                            Some(format!(
+                                "step {} verified ({summary}); canary step {} at weight {weight}",
+                                od.step - 1,
+                                od.step
+                            )),
+                            Some(evidence),
+                            Some(params),
+                        ));
+                    } else {
+                        out.push(od.transition(
+                            DecisionState::Succeeded,
+                            t,
+                            Some(format!("verified: {summary}")),
+                            Some(evidence),
+                            None,
+                        ));
+                        self.close(&id);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Regression check of the route's last outside change.
+    fn evaluate_watch(&mut self, route: &RouteId, t: i64) -> Vec<Output> {
+        let Some(watch) = self.watches.get(route).cloned() else {
+            return Vec::new();
+        };
+        let Some(view) = self.view(route, t) else {
+            return Vec::new();
+        };
+        let targets = view.targets.clone();
+        let outcome = rollback::evaluate(&view, &watch);
+        match outcome {
+            WatchOutcome::Pending => Vec::new(),
+            WatchOutcome::Fine => {
+                self.watches.remove(route);
+                Vec::new()
+            }
+            WatchOutcome::Rollback(p) => {
+                self.watches.remove(route);
+                // Rollbacks skip the cooldown; they only wait for changes already in flight.
+                let blocked = self
+                    .open_routing_on(route)
+                    .any(|o| o.in_flight() || o.event.strategy == Strategy::RegressionRollback);
+                if blocked {
+                    Vec::new()
+                } else {
+                    self.create(*p, targets)
+                }
+            }
+        }
+    }
+
+    fn try_failover(&mut self, route: &RouteId, w: &WindowAggregate, t: i64) -> Vec<Output> {
+        if self.cooldown_active(route, t)
+            || self
+                .open_routing_on(route)
+                .any(|o| o.in_flight() || o.event.strategy == Strategy::Failover)
+        {
+            return Vec::new();
+        }
+        let Some(view) = self.view(route, t) else {
+            return Vec::new();
+        };
+        let targets = view.targets.clone();
+        let Some(mut p) = failover::evaluate(&view, &w.provider, &w.model) else {
+            return Vec::new();
+        };
+        // Anomalies the detector raised on this provider/model over the tested windows.
+        let span = (w.window_end - w.window_start).max(0) * self.config.failover_windows as i64;
+        let key = (
+            w.app.clone(),
+            w.route.clone(),
+            w.provider.clone(),
+            w.model.clone(),
+        );
+        if let Some(list) = self.anomalies.get(&key) {
+            let recent: Vec<String> = list
+                .iter()
+                .filter(|(at, _)| *at > t - span && *at <= t)
+                .map(|(_, id)| id.clone())
+                .collect();
+            p.evidence
+                .metrics
+                .insert("anomalies".to_string(), recent.len() as f64);
+            p.caused_by.extend(recent);
+        }
+        self.create(p, targets)
+    }
+
+    fn try_quantize(
+        &mut self,
+        route: &RouteId,
+        provider: &str,
+        model: &str,
+        t: i64,
+    ) -> Vec<Output> {
+        let key = (provider.to_string(), model.to_string());
+        if self.quantize_requested.contains(&key) {
+            return Vec::new();
+        }
+        let Some(target) = self
+            .config
+            .policy(&route.0, &route.1)
+            .and_then(|p| {
+                p.self_hosted
+                    .iter()
+                    .find(|s| s.provider == provider && s.model == model)
+            })
+            .cloned()
+        else {
+            return Vec::new();
+        };
+        let Some(view) = self.view(route, t) else {
+            return Vec::new();
+        };
+        let targets = view.targets.clone();
+        let Some(p) = quantize::evaluate(&view, &target) else {
+            return Vec::new();
+        };
+        let out = self.create(p, targets);
+        if !out.is_empty() {
+            self.quantize_requested.insert(key);
+        }
+        out
+    }
+
+    fn try_canary(&mut self, route: &RouteId, t: i64) -> Vec<Output> {
+        let Some(cand) = self
+            .config
+            .policy(&route.0, &route.1)
+            .and_then(|p| p.cheaper.clone())
+        else {
+            return Vec::new();
+        };
+        let key = (
+            route.0.clone(),
+            route.1.clone(),
+            cand.provider.clone(),
+            cand.model.clone(),
+        );
+        if self.canaried.contains(&key)
+            || self.open_routing_on(route).next().is_some()
+            || self.cooldown_active(route, t)
+            || self.open_canaries() >= self.config.limits.max_concurrent_canaries
+        {
+            return Vec::new();
+        }
+        let Some(first) = self.canary_schedule.first().copied() else {
+            return Vec::new();
+        };
+        let Some(view) = self.view(route, t) else {
+            return Vec::new();
+        };
+        let targets = view.targets.clone();
+        let Some(p) = canary::evaluate(&view, first) else {
+            return Vec::new();
+        };
+        let out = self.create(p, targets);
+        if !out.is_empty() {
+            self.canaried.insert(key);
+        }
+        out
+    }
+
+    fn on_anomaly(&mut self, a: &Anomaly) {
+        let list = self
+            .anomalies
+            .entry((
+                a.app.clone(),
+                a.route.clone(),
+                a.provider.clone(),
+                a.model.clone(),
+            ))
+            .or_default();
+        if list.iter().any(|(_, id)| id == &a.id) {
+            return;
+        }
+        list.push((a.event_time, a.id.clone()));
+        list.sort();
+        while list.len() > ANOMALIES_KEPT {
+            list.remove(0);
+        }
+    }
+
+    fn on_config_change(&mut self, c: &ConfigChange) -> Vec<Output> {
+        let route = (c.app.clone(), c.route.clone());
+        let previous_targets = c
+            .previous_version
+            .and_then(|v| self.routing.at_version(&c.app, &c.route, v))
+            .map(|cfg| cfg.targets.clone());
+        if !self.routing.project(c) {
+            return Vec::new();
+        }
+        let last = self
+            .last_change
+            .entry(route.clone())
+            .or_insert(c.event_time);
+        *last = (*last).max(c.event_time);
+        if let Some(id) = &c.decision_id {
+            if let Some(od) = self.open.get_mut(id) {
+                let applicable = matches!(
+                    od.state(),
+                    DecisionState::Proposed | DecisionState::Approved | DecisionState::Applying
+                );
+                if !applicable {
+                    return Vec::new();
+                }
+                if od.first_change.is_none() {
+                    od.first_change = Some(AppliedChange {
+                        time: c.event_time,
+                        previous_version: c.previous_version,
+                        previous_targets: previous_targets
+                            .or_else(|| Some(od.targets_at_creation.clone())),
+                    });
+                }
+                od.verifying_since = Some(c.event_time);
+                let reason = format!(
+                    "{} applied as {} (v{}); verifying",
+                    od.event.action, c.id, c.version
+                );
+                return vec![od.transition(
+                    DecisionState::Verifying,
+                    c.event_time,
+                    Some(reason),
+                    None,
+                    None,
+                )];
+            }
+            if self.used_ids.contains(id) {
+                return Vec::new();
+            }
+        }
+        if matches!(c.kind, ChangeKind::Manual | ChangeKind::Apply) {
+            self.watches.insert(
+                route,
+                Watch {
+                    change_id: c.id.clone(),
+                    version: c.version,
+                    previous_version: c.previous_version,
+                    previous_targets,
+                    change_time: c.event_time,
+                },
+            );
+        }
+        Vec::new()
+    }
+
+    fn on_decision(&mut self, d: &DecisionEvent) -> Vec<Output> {
+        let Some(od) = self.open.get_mut(&d.id) else {
+            return Vec::new();
+        };
+        let step = decision_step(d).unwrap_or(od.step);
+        if od.seen.contains(&(state_name(d.state), step)) {
+            return Vec::new();
+        }
+        match (od.state(), d.state) {
+            (DecisionState::Proposed, DecisionState::Approved) => {
+                od.accept(DecisionState::Approved, step);
+                let mut out = Vec::new();
+                if after_approval(od, d.event_time, &mut out) {
+                    self.close(&d.id);
+                }
+                out
+            }
+            (DecisionState::Proposed, DecisionState::Rejected) => {
+                od.accept(DecisionState::Rejected, step);
+                self.close(&d.id);
+                Vec::new()
+            }
+            (DecisionState::Approved, DecisionState::Applying) => {
+                od.accept(DecisionState::Applying, step);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What happens on approval beyond the actuator: a quantization request publishes its job and
+/// is done (SUCCEEDED). Returns true when the decision is closed.
+fn after_approval(od: &mut OpenDecision, time: i64, out: &mut Vec<Output>) -> bool {
+    let Some(mut job) = od.job.clone() else {
+        return false;
+    };
+    job.event_time = time;
+    out.push(job_output(&job));
+    out.push(od.transition(
+        DecisionState::Succeeded,
+        time,
+        Some(format!("quantization job {} submitted", job.job_id)),
+        None,
+        None,
+    ));
+    true
+}
+
+fn no_evidence() -> Evidence {
+    Evidence {
+        test: "none".to_string(),
+        statistic: None,
+        p_value: None,
+        metrics: BTreeMap::new(),
+    }
+}
+
+impl Processor for Decision {
+    fn name(&self) -> &'static str {
+        crate::SERVICE_NAME
+    }
+
+    fn inputs(&self) -> Vec<LogicalTopic> {
+        vec![
+            LogicalTopic::Windows,
+            LogicalTopic::Anomalies,
+            LogicalTopic::ConfigChanges,
+            LogicalTopic::Decisions,
+        ]
+    }
+
+    fn process(&mut self, input: &Input) -> Vec<Output> {
+        match &input.event {
+            AnyEvent::WindowAggregate(w) => self.on_window(w),
+            AnyEvent::Anomaly(a) => {
+                self.on_anomaly(a);
+                Vec::new()
+            }
+            AnyEvent::ConfigChange(c) => self.on_config_change(c),
+            AnyEvent::Decision(d) => self.on_decision(d),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

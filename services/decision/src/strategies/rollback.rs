@@ -1,0 +1,340 @@
+//! Regression rollback: a route that got significantly and materially worse after a config
+//! change is rolled back to the previous version.
+//!
+//! The before/after [`compare`] is also what verifies the core's own changes (a failed
+//! verification rolls back), so "worse" means the same thing everywhere.
+
+use std::collections::BTreeMap;
+
+use llmopt_actuator::{targets_to_param, ACTION_ROLLBACK, PARAM_TARGETS, PARAM_TARGET_VERSION};
+use llmopt_events::{RouteTarget, Strategy};
+
+use super::{evidence, fmt_num, Proposal, RouteView};
+use crate::config::DecisionConfig;
+use crate::history::RouteWindow;
+use crate::stats::{two_proportion_z_greater, welch_t_greater, TestResult};
+
+/// Outcome of comparing a period after a change with the baseline before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// Whether some metric got significantly and materially worse.
+    pub worse: bool,
+    /// The deciding test (the worst metric, or the most suspicious one when none is worse) and
+    /// every metric's before/after values and p-values.
+    pub evidence: llmopt_events::Evidence,
+    /// One line for the decision's reason.
+    pub summary: String,
+}
+
+struct MetricTest {
+    name: &'static str,
+    test: &'static str,
+    before: f64,
+    after: f64,
+    result: Option<TestResult>,
+    material: bool,
+}
+
+fn rel_worse_up(before: f64, after: f64, min_rel: f64) -> bool {
+    after > before * (1.0 + min_rel)
+}
+
+/// Compares `after` with `before`: error rate by pooled two-proportion z-test on the summed
+/// counts, latency p95 and quality mean by one-sided Welch t-tests over per-window values. A
+/// metric is worse when its test is significant at `alpha` and the change exceeds the material
+/// thresholds. `None` when no test can run (no calls on one side).
+pub fn compare(
+    before: &[RouteWindow],
+    after: &[RouteWindow],
+    cfg: &DecisionConfig,
+) -> Option<Comparison> {
+    let sum = |ws: &[RouteWindow]| -> (i64, i64) {
+        ws.iter()
+            .fold((0, 0), |(e, n), w| (e + w.error_count, n + w.count))
+    };
+    let (e1, n1) = sum(before);
+    let (e2, n2) = sum(after);
+    if n1 <= 0 || n2 <= 0 {
+        return None;
+    }
+    let min_rel = cfg.regression.min_relative_change;
+    let (r1, r2) = (e1 as f64 / n1 as f64, e2 as f64 / n2 as f64);
+    let mut tests = vec![MetricTest {
+        name: "error_rate",
+        test: "two_proportion_z",
+        before: r1,
+        after: r2,
+        result: two_proportion_z_greater(e1, n1, e2, n2),
+        material: rel_worse_up(r1, r2, min_rel)
+            && r2 - r1 >= cfg.regression.min_error_rate_increase,
+    }];
+
+    let lat = |ws: &[RouteWindow]| -> Vec<f64> {
+        ws.iter()
+            .filter(|w| w.count > 0)
+            .map(|w| w.latency_p95_ms)
+            .collect()
+    };
+    let (l1, l2) = (lat(before), lat(after));
+    if let (Some(m1), Some(m2)) = (crate::stats::mean(&l1), crate::stats::mean(&l2)) {
+        tests.push(MetricTest {
+            name: "latency_p95_ms",
+            test: "welch_t",
+            before: m1,
+            after: m2,
+            result: welch_t_greater(&l1, &l2, 0.0),
+            material: rel_worse_up(m1, m2, min_rel),
+        });
+    }
+
+    let qual =
+        |ws: &[RouteWindow]| -> Vec<f64> { ws.iter().filter_map(|w| w.quality_mean()).collect() };
+    let (q1, q2) = (qual(before), qual(after));
+    if let (Some(m1), Some(m2)) = (crate::stats::mean(&q1), crate::stats::mean(&q2)) {
+        // Worse is lower: H1 is mean(before) − mean(after) > 0.
+        tests.push(MetricTest {
+            name: "quality_mean",
+            test: "welch_t",
+            before: m1,
+            after: m2,
+            result: welch_t_greater(&q2, &q1, 0.0),
+            material: m2 < m1 * (1.0 - min_rel),
+        });
+    }
+
+    let alpha = cfg.alpha;
+    let is_worse = |t: &MetricTest| t.material && t.result.is_some_and(|r| r.significant(alpha));
+    let mut metrics = BTreeMap::new();
+    metrics.insert("windows_before".to_string(), before.len() as f64);
+    metrics.insert("windows_after".to_string(), after.len() as f64);
+    for t in &tests {
+        metrics.insert(format!("{}_before", t.name), t.before);
+        metrics.insert(format!("{}_after", t.name), t.after);
+        if let Some(r) = t.result {
+            metrics.insert(format!("{}_p_value", t.name), r.p_value);
+        }
+    }
+    let p_of = |t: &MetricTest| t.result.map_or(1.0, |r| r.p_value);
+    let worse = tests.iter().any(is_worse);
+    let deciding = tests
+        .iter()
+        .filter(|t| !worse || is_worse(t))
+        .min_by(|a, b| p_of(a).total_cmp(&p_of(b)))?;
+    let summary = format!(
+        "{} {} -> {} (p={:.3e}{})",
+        deciding.name,
+        fmt_num(deciding.before),
+        fmt_num(deciding.after),
+        p_of(deciding),
+        if worse {
+            ", significant and material"
+        } else {
+            ", not worse"
+        }
+    );
+    Some(Comparison {
+        worse,
+        evidence: evidence(deciding.test, deciding.result, metrics),
+        summary,
+    })
+}
+
+/// A config change made outside the core, waiting for its evaluation windows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watch {
+    /// Id of the change.
+    pub change_id: String,
+    /// Version it introduced.
+    pub version: i64,
+    /// Version it replaced (the rollback target).
+    pub previous_version: Option<i64>,
+    /// Targets of the previous version, if known.
+    pub previous_targets: Option<Vec<RouteTarget>>,
+    /// Event time of the change.
+    pub change_time: i64,
+}
+
+/// Outcome of a watch at one point in time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchOutcome {
+    /// Not enough windows after the change yet.
+    Pending,
+    /// Evaluated: no significant and material regression (or no rollback target).
+    Fine,
+    /// Evaluated: roll back.
+    Rollback(Box<Proposal>),
+}
+
+/// Evaluates a watch once its `evaluation_windows` closed windows after the change exist.
+pub fn evaluate(view: &RouteView<'_>, watch: &Watch) -> WatchOutcome {
+    let cfg = view.config;
+    let Some(after) = view
+        .history
+        .windows_after(watch.change_time, cfg.evaluation_windows)
+    else {
+        return WatchOutcome::Pending;
+    };
+    let before = view
+        .history
+        .windows_before(watch.change_time, cfg.baseline_windows);
+    let (Some(cmp), Some(prev), Some(prev_targets)) = (
+        compare(&before, &after, cfg),
+        watch.previous_version,
+        &watch.previous_targets,
+    ) else {
+        return WatchOutcome::Fine;
+    };
+    if !cmp.worse {
+        return WatchOutcome::Fine;
+    }
+    let mut params = BTreeMap::new();
+    params.insert(PARAM_TARGET_VERSION.to_string(), prev.to_string());
+    params.insert(PARAM_TARGETS.to_string(), targets_to_param(prev_targets));
+    params.insert("from_version".to_string(), watch.version.to_string());
+    let mut caused_by = vec![watch.change_id.clone()];
+    caused_by.extend(after.iter().flat_map(|w| w.event_ids.iter().cloned()));
+    WatchOutcome::Rollback(Box::new(Proposal {
+        strategy: Strategy::RegressionRollback,
+        app: view.app.to_string(),
+        route: view.route.to_string(),
+        action: ACTION_ROLLBACK.to_string(),
+        params,
+        reason: format!(
+            "route worse after change {} (v{}): {}; rolling back to v{prev}",
+            watch.change_id, watch.version, cmp.summary
+        ),
+        evidence: cmp.evidence,
+        caused_by,
+        trigger_time: view.trigger_time,
+        job: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::tests::window;
+    use crate::history::History;
+    use llmopt_events::RouteTarget;
+
+    fn view<'a>(h: &'a History, cfg: &'a DecisionConfig) -> RouteView<'a> {
+        RouteView {
+            app: "app",
+            route: "chat",
+            history: h.route("app", "chat").unwrap(),
+            targets: vec![],
+            version: Some(2),
+            config: cfg,
+            policy: None,
+            trigger_time: 0,
+        }
+    }
+
+    fn watch() -> Watch {
+        Watch {
+            change_id: "app/chat/v2".into(),
+            version: 2,
+            previous_version: Some(1),
+            previous_targets: Some(vec![RouteTarget {
+                provider: "p".into(),
+                model: "old".into(),
+                weight: 1.0,
+            }]),
+            change_time: 5 * 60_000,
+        }
+    }
+
+    /// Five baseline minutes, the change at minute 5, then `after` minutes (+1 still open).
+    fn history(after: i64, errors_after: i64, p95_after: f64, q_after: f64) -> History {
+        let mut h = History::new(100);
+        let jitter = [0.0, 10.0, -10.0, 5.0, -5.0, 8.0, -8.0, 3.0];
+        for m in 0..5 {
+            h.insert(&window(
+                "chat",
+                "p",
+                "m",
+                m,
+                1000,
+                10,
+                500.0 + jitter[m as usize],
+                Some(0.8 + jitter[m as usize] / 1000.0),
+            ));
+        }
+        for m in 5..5 + after + 1 {
+            let j = jitter[(m % 8) as usize];
+            h.insert(&window(
+                "chat",
+                "p",
+                "m",
+                m,
+                1000,
+                errors_after,
+                p95_after + j,
+                Some(q_after + j / 1000.0),
+            ));
+        }
+        h
+    }
+
+    #[test]
+    fn error_regression_rolls_back() {
+        let cfg = DecisionConfig::default();
+        let h = history(3, 80, 500.0, 0.8);
+        match evaluate(&view(&h, &cfg), &watch()) {
+            WatchOutcome::Rollback(p) => {
+                assert_eq!(p.action, ACTION_ROLLBACK);
+                assert_eq!(p.params[PARAM_TARGET_VERSION], "1");
+                assert!(p.params[PARAM_TARGETS].contains("old"));
+                assert_eq!(p.evidence.test, "two_proportion_z");
+                assert!(p.evidence.p_value.unwrap() < 0.01);
+                assert_eq!(p.strategy, Strategy::RegressionRollback);
+            }
+            other => panic!("expected rollback, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn latency_regression_rolls_back() {
+        let cfg = DecisionConfig::default();
+        let h = history(3, 10, 900.0, 0.8);
+        match evaluate(&view(&h, &cfg), &watch()) {
+            WatchOutcome::Rollback(p) => assert_eq!(p.evidence.test, "welch_t"),
+            other => panic!("expected rollback, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn quality_regression_rolls_back() {
+        let cfg = DecisionConfig::default();
+        let h = history(3, 10, 500.0, 0.5);
+        match evaluate(&view(&h, &cfg), &watch()) {
+            WatchOutcome::Rollback(p) => {
+                assert_eq!(p.evidence.test, "welch_t");
+                assert!(p.evidence.metrics["quality_mean_after"] < 0.6);
+            }
+            other => panic!("expected rollback, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_significant_change_no_rollback() {
+        let cfg = DecisionConfig::default();
+        let h = history(3, 11, 505.0, 0.79);
+        assert_eq!(evaluate(&view(&h, &cfg), &watch()), WatchOutcome::Fine);
+    }
+
+    #[test]
+    fn significant_but_immaterial_no_rollback() {
+        let cfg = DecisionConfig::default();
+        // Latency 10 % up with tiny jitter: significant, not material (< 20 %).
+        let h = history(3, 10, 550.0, 0.8);
+        assert_eq!(evaluate(&view(&h, &cfg), &watch()), WatchOutcome::Fine);
+    }
+
+    #[test]
+    fn waits_for_evaluation_windows() {
+        let cfg = DecisionConfig::default();
+        let h = history(2, 80, 500.0, 0.8);
+        assert_eq!(evaluate(&view(&h, &cfg), &watch()), WatchOutcome::Pending);
+    }
+}
