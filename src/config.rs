@@ -7,6 +7,9 @@ use std::path::Path;
 use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use llmopt_aggregator::AggregatorConfig;
+use llmopt_decision::DecisionConfig;
+use llmopt_detector::DetectorConfig;
 use llmopt_ingest::IngestConfig;
 use llmopt_state::StateConfig;
 use llmopt_transport::TransportConfig;
@@ -24,6 +27,12 @@ pub struct AppConfig {
     pub admin: AdminConfig,
     /// The ingest service.
     pub ingest: IngestConfig,
+    /// The aggregator service.
+    pub aggregator: AggregatorConfig,
+    /// The detector service.
+    pub detector: DetectorConfig,
+    /// The decision service.
+    pub decision: DecisionConfig,
 }
 
 /// Admin endpoint settings (`[admin]`).

@@ -407,3 +407,25 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         Ok(())
     }
 }
+
+/// A stage of an in-process pipeline, whatever its core: lets a driver hold the stages of every
+/// service in one list and drain them in pipeline order.
+#[async_trait::async_trait]
+pub trait Drain: Send {
+    /// Service name.
+    fn name(&self) -> &'static str;
+
+    /// See [`Stage::drain`].
+    async fn drain(&mut self, idle: Duration) -> Result<u64, RuntimeError>;
+}
+
+#[async_trait::async_trait]
+impl<P: Processor, E: Effects> Drain for Stage<P, E> {
+    fn name(&self) -> &'static str {
+        self.runner.processor.name()
+    }
+
+    async fn drain(&mut self, idle: Duration) -> Result<u64, RuntimeError> {
+        Stage::drain(self, idle).await
+    }
+}

@@ -11,6 +11,7 @@ mod apply;
 mod core;
 mod live;
 mod routing;
+mod shell;
 
 pub use apply::{
     canary_targets, decision_step, parse_action, plan, shift_traffic, Action, ApplyError, Plan,
@@ -19,6 +20,7 @@ pub use apply::{
     PARAM_SHIFT, PARAM_STEP, PARAM_TARGETS, PARAM_TARGET_VERSION, PARAM_WEIGHT,
 };
 pub use core::Actuator;
+pub use shell::LiveConfigEffects;
 pub use live::{live_key, read_live_config, write_live_config, LiveConfigError, LIVE_KEY_PREFIX};
 pub use routing::{
     normalize_targets, route_key, targets_from_param, targets_to_param, weight_of, RoutingConfig,

@@ -1,0 +1,378 @@
+//! The aggregator's deterministic core: telemetry in, window aggregates (and late events) out.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeSet;
+
+use llmopt_events::{AnyEvent, LlmCall, WindowKind};
+use llmopt_runtime::{Input, Output, Processor};
+use llmopt_transport::LogicalTopic;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AggregatorConfig, HoppingConfig};
+use crate::error::{ConfigError, SnapshotError};
+use crate::series::{SeriesId, SeriesTable, WindowPos, WindowState};
+use crate::watermark::{WatermarkState, WatermarkTracker};
+use crate::window::{
+    call_fields, window_id, SeriesKey, WindowAssigner, WindowBounds, WindowEmission, WindowMetrics,
+};
+use crate::SERVICE_NAME;
+
+/// Version of the [`Aggregator::snapshot`] format; bumped on incompatible changes.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// A window's place in the state: its series and its position there.
+type WindowSlot = (SeriesId, WindowPos);
+
+/// The aggregator core (see `docs/closed-loop.md`, "Windows (aggregator)").
+///
+/// For every `LlmCall` on `telemetry` it updates the tumbling window and each hopping window of
+/// the call's (app, route, provider, model) series, advances the event-time watermark, and emits
+/// each window whose end the watermark has passed as a `WindowAggregate` (revision 0) on
+/// `windows`. Emitted windows are kept until the watermark is more than `allowed_lateness_ms`
+/// past their end; a late call for such a window re-emits it with the next revision. A call for
+/// which every window is gone goes to `telemetry.late` unchanged.
+///
+/// Outputs of one input are ordered by window end, then window id; ids derive from the inputs
+/// only, so a replay of the same inputs yields byte-identical outputs.
+#[derive(Debug)]
+pub struct Aggregator {
+    config: AggregatorConfig,
+    assigner: WindowAssigner,
+    watermark: WatermarkTracker,
+    series: SeriesTable,
+    /// Windows not yet emitted, in emission order.
+    pending: BTreeSet<(i64, String, WindowSlot)>,
+    /// Emitted windows kept for late events, by end (expiry order).
+    retained: BTreeSet<(i64, WindowSlot)>,
+    scratch_bounds: Vec<WindowBounds>,
+}
+
+impl Aggregator {
+    /// A core with no state, or an error if the configuration cannot cut time into windows.
+    pub fn new(config: AggregatorConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            assigner: WindowAssigner::new(&config),
+            watermark: WatermarkTracker::new(
+                config.allowed_out_of_orderness_ms,
+                config.idle_timeout_ms,
+            ),
+            config,
+            series: SeriesTable::default(),
+            pending: BTreeSet::new(),
+            retained: BTreeSet::new(),
+            scratch_bounds: Vec::new(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &AggregatorConfig {
+        &self.config
+    }
+
+    /// Current operator watermark (`None` before the first event): for lag metrics.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark.current()
+    }
+
+    /// Windows still open (not yet emitted): for state-size metrics.
+    pub fn open_windows(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Emitted windows still kept for late events: for state-size metrics.
+    pub fn retained_windows(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// Emits every open window now (revision 0), in window-end then window-id order, whatever
+    /// the watermark: the end of a bounded run, where no later event will close them. Their
+    /// `watermark` field is the current watermark (`i64::MIN` if no event was seen). They are
+    /// then retained like any emitted window, so a later event still revises them.
+    pub fn flush(&mut self) -> Vec<Output> {
+        let watermark = self.watermark.current().unwrap_or(i64::MIN);
+        let mut out = Vec::with_capacity(self.pending.len());
+        while let Some((end, _, slot)) = self.pending.pop_first() {
+            self.retained.insert((end, slot));
+            if let Some(output) = self.emit_window(slot, watermark) {
+                out.push(output);
+            }
+        }
+        out
+    }
+
+    /// Serialises the state (watermarks and every held window) for a checkpoint. Windows are
+    /// written in a fixed order, so equal states give equal bytes.
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        let mut windows: Vec<_> = self
+            .series
+            .iter()
+            .flat_map(|series| {
+                series.windows.values().map(|w| WindowSnapshot {
+                    series: series.key.clone(),
+                    kind: w.bounds.kind,
+                    start_ms: w.bounds.start_ms,
+                    revision: w.revision,
+                    metrics: w.metrics.clone(),
+                    end_ms: w.bounds.end_ms,
+                    id: &w.id,
+                })
+            })
+            .collect();
+        windows.sort_by(|a, b| (a.end_ms, a.id).cmp(&(b.end_ms, b.id)));
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            tumbling_size_ms: self.config.tumbling_size_ms,
+            hopping: self.config.hopping,
+            watermark: self.watermark.state().clone(),
+            windows,
+        };
+        serde_json::to_vec(&snapshot).map_err(SnapshotError::Encode)
+    }
+
+    /// Rebuilds a core from [`Aggregator::snapshot`] bytes. Tolerances may differ from the run
+    /// that wrote the snapshot; window sizes may not, since the held windows were cut with them.
+    pub fn restore(config: AggregatorConfig, bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let mut core = Self::new(config)?;
+        let snapshot: Snapshot<'static> =
+            serde_json::from_slice(bytes).map_err(SnapshotError::Decode)?;
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion {
+                found: snapshot.version,
+                supported: SNAPSHOT_VERSION,
+            });
+        }
+        let geometry = AggregatorConfig {
+            tumbling_size_ms: snapshot.tumbling_size_ms,
+            hopping: snapshot.hopping,
+            ..core.config.clone()
+        };
+        if !geometry.same_geometry(&core.config) {
+            let pair = |h: Option<HoppingConfig>| h.map(|h| (h.size_ms, h.hop_ms));
+            return Err(SnapshotError::GeometryMismatch {
+                snapshot_tumbling_ms: snapshot.tumbling_size_ms,
+                snapshot_hopping: pair(snapshot.hopping),
+                config_tumbling_ms: core.config.tumbling_size_ms,
+                config_hopping: pair(core.config.hopping),
+            });
+        }
+        core.watermark = WatermarkTracker::from_state(
+            core.config.allowed_out_of_orderness_ms,
+            core.config.idle_timeout_ms,
+            snapshot.watermark,
+        );
+        for w in snapshot.windows {
+            let start = w.start_ms;
+            let bounds = WindowBounds {
+                kind: w.kind,
+                start_ms: start,
+                end_ms: start.saturating_add(core.assigner.size_ms(w.kind)),
+            };
+            let sid = core.series.intern(w.series.fields());
+            core.insert_window(sid, bounds, w.metrics, w.revision);
+        }
+        Ok(core)
+    }
+
+    fn on_call(&mut self, partition: i32, input_id: &str, call: &LlmCall) -> Vec<Output> {
+        let t = call.event_time;
+        let lateness = self.config.allowed_lateness_ms;
+        let before = self.watermark.current();
+        let mut bounds = std::mem::take(&mut self.scratch_bounds);
+        bounds.clear();
+        self.assigner.assign(t, &mut bounds);
+        // A window still takes events while the watermark is within the lateness of its end.
+        bounds.retain(|b| before.is_none_or(|wm| wm <= b.end_ms.saturating_add(lateness)));
+
+        let mut out = Vec::new();
+        let mut revised = Vec::new();
+        if bounds.is_empty() {
+            out.push(Output {
+                topic: LogicalTopic::TelemetryLate,
+                id: input_id.to_string(),
+                key: format!("{}/{}", call.app, call.route),
+                time_ms: t,
+                event: AnyEvent::LlmCall(call.clone()),
+            });
+        } else {
+            let sid = self.series.intern(call_fields(call));
+            for b in &bounds {
+                let pos = pos_of(b);
+                let existing = self
+                    .series
+                    .get_mut(sid)
+                    .and_then(|s| s.windows.get_mut(&pos));
+                match existing {
+                    Some(w) => {
+                        w.metrics.add(call);
+                        if w.revision.is_some() {
+                            revised.push((sid, pos));
+                        }
+                    }
+                    None => {
+                        let mut metrics = WindowMetrics::default();
+                        metrics.add(call);
+                        self.insert_window(sid, *b, metrics, None);
+                    }
+                }
+            }
+        }
+        self.scratch_bounds = bounds;
+
+        self.watermark.observe(partition, t);
+        self.emit_ready(revised, &mut out);
+        self.expire();
+        out
+    }
+
+    /// Emits the windows revised by the last event and every open window the watermark passed.
+    fn emit_ready(&mut self, revised: Vec<WindowSlot>, out: &mut Vec<Output>) {
+        let Some(watermark) = self.watermark.current() else {
+            return;
+        };
+        let mut ready: Vec<(i64, String, WindowSlot)> = Vec::new();
+        for slot in revised {
+            if let Some(w) = self.window_mut(slot) {
+                w.revision = Some(w.revision.map_or(0, |r| r.saturating_add(1)));
+                ready.push((w.bounds.end_ms, w.id.clone(), slot));
+            }
+        }
+        while self
+            .pending
+            .first()
+            .is_some_and(|(end, _, _)| *end <= watermark)
+        {
+            if let Some(entry) = self.pending.pop_first() {
+                self.retained.insert((entry.0, entry.2));
+                ready.push(entry);
+            }
+        }
+        ready.sort_unstable();
+        out.extend(
+            ready
+                .into_iter()
+                .filter_map(|(_, _, slot)| self.emit_window(slot, watermark)),
+        );
+    }
+
+    /// The output of a window at its current revision (0 when it is emitted for the first time).
+    fn emit_window(&mut self, (sid, pos): WindowSlot, watermark: i64) -> Option<Output> {
+        let series = self.series.get_mut(sid)?;
+        let w = series.windows.get_mut(&pos)?;
+        let revision = *w.revision.get_or_insert(0);
+        let aggregate = w.metrics.to_aggregate(WindowEmission {
+            series: &series.key,
+            window_id: &w.id,
+            bounds: w.bounds,
+            revision,
+            watermark,
+        });
+        Some(Output {
+            topic: LogicalTopic::Windows,
+            id: aggregate.id.clone(),
+            key: series.partition_key.clone(),
+            time_ms: w.bounds.end_ms,
+            event: AnyEvent::WindowAggregate(aggregate),
+        })
+    }
+
+    /// Drops emitted windows the watermark has left more than `allowed_lateness_ms` behind.
+    fn expire(&mut self) {
+        let Some(watermark) = self.watermark.current() else {
+            return;
+        };
+        let lateness = self.config.allowed_lateness_ms;
+        while let Some(&(end, slot)) = self.retained.first() {
+            if watermark <= end.saturating_add(lateness) {
+                break;
+            }
+            self.retained.pop_first();
+            self.series.remove_window(slot.0, slot.1);
+        }
+    }
+
+    /// Adds a window to the state (open if `revision` is `None`, else retained).
+    fn insert_window(
+        &mut self,
+        sid: SeriesId,
+        bounds: WindowBounds,
+        metrics: WindowMetrics,
+        revision: Option<i32>,
+    ) {
+        let Some(series) = self.series.get_mut(sid) else {
+            return;
+        };
+        let pos = pos_of(&bounds);
+        let id = window_id(&series.id_prefix, &bounds);
+        match series.windows.entry(pos) {
+            Entry::Occupied(_) => return, // Only a corrupt snapshot lists a window twice.
+            Entry::Vacant(e) => {
+                e.insert(WindowState {
+                    id: id.clone(),
+                    bounds,
+                    metrics,
+                    revision,
+                });
+            }
+        }
+        match revision {
+            None => {
+                self.pending.insert((bounds.end_ms, id, (sid, pos)));
+            }
+            Some(_) => {
+                self.retained.insert((bounds.end_ms, (sid, pos)));
+            }
+        }
+    }
+
+    fn window_mut(&mut self, (sid, pos): WindowSlot) -> Option<&mut WindowState> {
+        self.series.get_mut(sid)?.windows.get_mut(&pos)
+    }
+}
+
+fn pos_of(bounds: &WindowBounds) -> WindowPos {
+    (bounds.kind == WindowKind::Hopping, bounds.start_ms)
+}
+
+impl Processor for Aggregator {
+    fn name(&self) -> &'static str {
+        SERVICE_NAME
+    }
+
+    fn inputs(&self) -> Vec<LogicalTopic> {
+        vec![LogicalTopic::Telemetry]
+    }
+
+    /// Handles one `LlmCall`; any other event on the topic is ignored (no output).
+    fn process(&mut self, input: &Input) -> Vec<Output> {
+        match &input.event {
+            AnyEvent::LlmCall(call) => self.on_call(input.partition, &input.id, call),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Checkpoint format (JSON).
+#[derive(Serialize, Deserialize)]
+struct Snapshot<'a> {
+    version: u32,
+    tumbling_size_ms: i64,
+    hopping: Option<HoppingConfig>,
+    watermark: WatermarkState,
+    windows: Vec<WindowSnapshot<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WindowSnapshot<'a> {
+    series: SeriesKey,
+    kind: WindowKind,
+    start_ms: i64,
+    revision: Option<i32>,
+    metrics: WindowMetrics,
+    /// Sort key only: recomputed from the configuration on restore.
+    #[serde(skip)]
+    end_ms: i64,
+    /// Sort key only: recomputed from the series and bounds on restore.
+    #[serde(skip)]
+    id: &'a str,
+}
