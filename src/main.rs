@@ -2,7 +2,6 @@
 //! show the effective configuration; `--help` on each says what it does.
 
 mod commands;
-mod config;
 
 use std::path::PathBuf;
 
@@ -50,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = config::AppConfig::load(cli.config.as_deref())?;
+    let config = llmopt::config::AppConfig::load(cli.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -1,6 +1,6 @@
 use clap::Subcommand;
 
-use crate::config::AppConfig;
+use llmopt::config::AppConfig;
 
 /// `llmopt config ...`
 #[derive(Subcommand)]

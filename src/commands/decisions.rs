@@ -16,7 +16,7 @@ use llmopt_events::{Decision, DecisionState, SchemaRegistry};
 use llmopt_transport::{LogicalTopic, OutboundMessage, TopicNames, Transport};
 
 use crate::commands::run::build_transport;
-use crate::config::AppConfig;
+use llmopt::config::AppConfig;
 
 /// `llmopt decisions ...`
 #[derive(Subcommand)]

@@ -3,29 +3,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
-use llmopt_runtime::health::Health;
-use llmopt_runtime::metrics::ServiceMetrics;
-use llmopt_runtime::runner::{Runner, RunnerConfig};
-use llmopt_runtime::{admin, shutdown, Effects, Processor};
+use clap::Args;
+use llmopt_runtime::runner::RunnerConfig;
+use llmopt_runtime::{admin, shutdown};
 use llmopt_state::memory::MemoryStore;
 use llmopt_state::redis::RedisStore;
 use llmopt_state::{StateKind, StateStore};
 use llmopt_transport::embedded::EmbeddedTransport;
 use llmopt_transport::kafka::KafkaTransport;
-use llmopt_transport::{TopicNames, Transport, TransportKind};
+use llmopt_transport::{Transport, TransportKind};
 
-use crate::config::AppConfig;
-
-/// The services `llmopt run` can start.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Service {
-    /// Validate, normalise, deduplicate and price raw telemetry.
-    Ingest,
-}
+use llmopt::config::AppConfig;
+use llmopt::pipeline::{self, Service};
 
 /// `llmopt run` options.
 #[derive(Args)]
@@ -67,47 +58,21 @@ pub async fn run(config: &AppConfig, args: RunArgs) -> anyhow::Result<()> {
                 format!("admin.listen `{}` is not an address", config.admin.listen)
             })?,
         };
-    match args.service {
-        Service::Ingest => {
-            let store = build_state(config).await?;
-            let effects = llmopt_ingest::DedupEffects::new(
-                store,
-                Duration::from_millis(config.ingest.dedup_horizon_ms),
-            );
-            serve(
-                config,
-                listen,
-                llmopt_ingest::Ingest::new(config.ingest.clone()),
-                effects,
-            )
-            .await
-        }
-    }
-}
-
-async fn serve<P: Processor, E: Effects>(
-    config: &AppConfig,
-    listen: SocketAddr,
-    processor: P,
-    effects: E,
-) -> anyhow::Result<()> {
-    let name = processor.name();
-    let transport = build_transport(config, name)?;
-    let health = Arc::new(Health::new());
-    let metrics = Arc::new(ServiceMetrics::new(name));
-    let bound = admin::serve(listen, health.clone(), metrics.clone()).await?;
-    eprintln!("llmopt {name}: admin endpoint on http://{bound} (/health, /ready, /metrics)");
-    let runner = Runner::new(
-        processor,
-        effects,
+    let name = format!("{:?}", args.service).to_lowercase();
+    let transport = build_transport(config, &name)?;
+    let store = build_state(config).await?;
+    let handle = pipeline::start(
+        args.service,
+        config,
         transport,
-        TopicNames::new(&config.transport),
-        metrics,
-        health.clone(),
+        store,
         RunnerConfig::default(),
-    );
-    let (_, summary) = runner.run(shutdown::on_signals()).await?;
-    health.set_stopping();
+    )
+    .await?;
+    let bound = admin::serve(listen, handle.health.clone(), handle.metrics.clone()).await?;
+    eprintln!("llmopt {name}: admin endpoint on http://{bound} (/health, /ready, /metrics)");
+    let summary = handle.stage.run_until(shutdown::on_signals()).await?;
+    handle.health.set_stopping();
     eprintln!("llmopt {name}: stopped after {summary:?}");
     Ok(())
 }

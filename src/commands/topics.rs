@@ -2,7 +2,7 @@ use clap::Subcommand;
 use llmopt_transport::kafka::KafkaTransport;
 use llmopt_transport::{TopicNames, Transport, TransportKind};
 
-use crate::config::AppConfig;
+use llmopt::config::AppConfig;
 
 /// `llmopt topics ...`
 #[derive(Subcommand)]

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use llmopt_actuator::{
-    decision_step, targets_to_param, RoutingConfig, RoutingProjection, ACTION_ROLLBACK,
+    decision_step, targets_to_param, weight_of, RoutingConfig, RoutingProjection, ACTION_ROLLBACK,
     PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER, PARAM_TARGETS,
-    PARAM_TARGET_VERSION,
+    PARAM_TARGET_VERSION, PARAM_WEIGHT,
 };
 use llmopt_events::{
     Anomaly, AnyEvent, ChangeKind, ConfigChange, Decision as DecisionEvent, DecisionState,
@@ -194,7 +194,15 @@ impl Decision {
             j
         });
         let schedule = if proposal.strategy == Strategy::CheaperModelCanary {
-            self.canary_schedule.clone()
+            let first = params
+                .get(PARAM_WEIGHT)
+                .and_then(|w| w.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            self.canary_schedule
+                .iter()
+                .copied()
+                .filter(|w| *w >= first - 1e-9)
+                .collect()
         } else {
             Vec::new()
         };
@@ -529,10 +537,20 @@ impl Decision {
         {
             return Vec::new();
         }
-        let Some(first) = self.canary_schedule.first().copied() else {
+        let Some(view) = self.view(route, t) else {
             return Vec::new();
         };
-        let Some(view) = self.view(route, t) else {
+        // A candidate that already gets some traffic starts at the first step above its share.
+        let current = view
+            .policy
+            .and_then(|p| p.cheaper.as_ref())
+            .map_or(0.0, |c| weight_of(&view.targets, &c.provider, &c.model));
+        let Some(first) = self
+            .canary_schedule
+            .iter()
+            .copied()
+            .find(|w| *w > current + 1e-9)
+        else {
             return Vec::new();
         };
         let targets = view.targets.clone();

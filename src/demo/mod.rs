@@ -1,0 +1,235 @@
+//! `llmopt demo`: every service in one process on the embedded transport and state store,
+//! driven by the simulated fleet through a scenario of incidents, with the loop closed through
+//! the live routing config.
+
+pub mod driver;
+pub mod policy;
+pub mod record;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llmopt_actuator::RoutingConfig;
+use llmopt_events::{AlertStatus, AnyEvent};
+use llmopt_runtime::runner::RunnerConfig;
+use llmopt_sim::{FleetSpec, Scenario, Simulator};
+use llmopt_state::memory::MemoryStore;
+use llmopt_state::StateStore;
+use llmopt_transport::embedded::EmbeddedTransport;
+use llmopt_transport::{TopicNames, Transport};
+
+use crate::config::AppConfig;
+use crate::pipeline::{self, Service};
+use driver::{ClosedLoop, DrainInOrder, Settle};
+use record::Record;
+use report::{clock, Outcome};
+
+/// Start of simulated time: 2026-01-01T00:00:00Z.
+pub const SIM_START_MS: i64 = 1_767_225_600_000;
+
+/// How a demo run goes.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Seed of the simulated fleet.
+    pub seed: u64,
+    /// The scenario (the built-in default unless a file is given).
+    pub scenario: Scenario,
+    /// Simulated seconds per step; the fleet reads the routing config once per step.
+    pub step_s: u64,
+    /// Simulated seconds per real second; 0 runs as fast as possible.
+    pub speed: f64,
+    /// Cut the scenario short (simulated seconds).
+    pub duration_s: Option<u64>,
+}
+
+/// What a run produced.
+pub struct DemoResult {
+    /// Incidents, alerts and decisions attributed.
+    pub outcome: Outcome,
+    /// Everything seen on the operator topics.
+    pub record: Record,
+    /// The live routing config at the end, per app/route.
+    pub routing: BTreeMap<(String, String), RoutingConfig>,
+    /// Telemetry events produced.
+    pub calls: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// The simulator and the demo's configuration for `options`.
+pub fn prepare(base: AppConfig, options: &DemoOptions) -> anyhow::Result<(AppConfig, Simulator)> {
+    let fleet = FleetSpec::default();
+    let mut scenario = options.scenario.clone();
+    if let Some(d) = options.duration_s {
+        scenario.duration_s = scenario.duration_s.min(d);
+    }
+    let sim = Simulator::new(fleet.clone(), scenario, options.seed, SIM_START_MS)?;
+    let mut config = policy::for_fleet(base, &fleet);
+    config.ingest.prices = ingest_prices(&sim);
+    Ok((config, sim))
+}
+
+/// The simulator's list prices as ingest's price table, so unpriced calls cost what they should.
+fn ingest_prices(sim: &Simulator) -> llmopt_ingest::PriceTable {
+    llmopt_ingest::PriceTable {
+        models: sim
+            .price_table()
+            .iter()
+            .map(|(provider, model, p)| llmopt_ingest::ModelPrice {
+                provider: provider.to_string(),
+                model: model.to_string(),
+                input_per_1k: p.input_per_1k,
+                output_per_1k: p.output_per_1k,
+            })
+            .collect(),
+    }
+}
+
+/// One console line for an alert or decision.
+pub fn console_line(start_ms: i64, event: &AnyEvent) -> Option<String> {
+    match event {
+        AnyEvent::Alert(a) => Some(format!(
+            "[{}] ALERT {:<8} {:<8} {:<24} {}",
+            clock(start_ms, a.event_time),
+            if a.status == AlertStatus::Firing {
+                "FIRING"
+            } else {
+                "RESOLVED"
+            },
+            format!("{:?}", a.severity).to_uppercase(),
+            a.alertname,
+            a.summary
+        )),
+        AnyEvent::Decision(d) => Some(format!(
+            "[{}] DECISION {:<11} {:<20} {}/{} {} {} ({}{})",
+            clock(start_ms, d.event_time),
+            format!("{:?}", d.state).to_uppercase(),
+            format!("{:?}", d.strategy),
+            d.app,
+            d.route,
+            d.action,
+            d.reason,
+            d.evidence.test,
+            d.evidence
+                .p_value
+                .map(|p| format!(", p={p:.2e}"))
+                .unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+/// Runs the whole loop in this process: embedded transport, in-memory store, stages drained in
+/// pipeline order after every step. `print` receives the console lines as they happen.
+pub async fn run_embedded(
+    base: AppConfig,
+    options: &DemoOptions,
+    print: &mut (dyn FnMut(String) + Send),
+) -> anyhow::Result<DemoResult> {
+    let (config, sim) = prepare(base, options)?;
+    let transport: Arc<dyn Transport> =
+        Arc::new(EmbeddedTransport::new(config.transport.partitions));
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let names = TopicNames::new(&config.transport);
+    let mut services = Vec::new();
+    for service in Service::ALL {
+        let runner_config = RunnerConfig {
+            commit_every: 1,
+            ..RunnerConfig::default()
+        };
+        services.push(
+            pipeline::start(
+                service,
+                &config,
+                transport.clone(),
+                store.clone(),
+                runner_config,
+            )
+            .await?,
+        );
+    }
+    let mut settle = DrainInOrder { services };
+    let closed = ClosedLoop::new(
+        sim,
+        transport,
+        store.clone(),
+        names,
+        options.step_s as i64 * 1000,
+        "llmopt-demo-console",
+        Duration::from_millis(1),
+    )
+    .await?;
+    let result = drive(closed, &mut settle, store.as_ref(), options, print).await?;
+    for service in settle.services {
+        service.stage.stop_stage().await?;
+    }
+    Ok(result)
+}
+
+/// Steps `closed` to the end of its scenario, settling after each step.
+pub async fn drive(
+    mut closed: ClosedLoop,
+    settle: &mut dyn Settle,
+    store: &dyn StateStore,
+    options: &DemoOptions,
+    print: &mut (dyn FnMut(String) + Send),
+) -> anyhow::Result<DemoResult> {
+    let started = Instant::now();
+    let start_ms = closed.sim().start_ms();
+    let mut next_progress = start_ms + 600_000;
+    settle.settle().await?;
+    while !closed.finished() {
+        closed.step().await?;
+        settle.settle().await?;
+        for event in closed.collect().await? {
+            if let Some(line) = console_line(start_ms, &event) {
+                print(line);
+            }
+        }
+        let now = closed.sim().now_ms();
+        if now >= next_progress {
+            next_progress += 600_000;
+            let firing = closed.record.firing().count();
+            print(format!(
+                "[{}] progress: {} calls, {} alerts fired, {} decision events, {:.0} events/s",
+                clock(start_ms, now),
+                closed.calls,
+                firing,
+                closed.record.decisions.len(),
+                closed.calls as f64 / started.elapsed().as_secs_f64()
+            ));
+        }
+        if options.speed > 0.0 {
+            let due = Duration::from_secs_f64((now - start_ms) as f64 / 1000.0 / options.speed);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    let truth = closed.sim().ground_truth();
+    let end_ms = closed.sim().now_ms();
+    let mut routing = BTreeMap::new();
+    for (app, route) in closed
+        .sim()
+        .fleet()
+        .routes()
+        .map(|(a, r)| (a.name.clone(), r.name.clone()))
+        .collect::<Vec<_>>()
+    {
+        if let Some(cfg) = llmopt_actuator::read_live_config(store, &app, &route).await? {
+            routing.insert((app, route), cfg);
+        }
+    }
+    let calls = closed.calls;
+    let record = closed.close().await?;
+    let outcome = report::evaluate(&record, &truth, start_ms, end_ms);
+    Ok(DemoResult {
+        outcome,
+        record,
+        routing,
+        calls,
+        elapsed: started.elapsed(),
+    })
+}

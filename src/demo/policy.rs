@@ -1,0 +1,103 @@
+//! The demo's operating policy, derived from the simulated fleet the way an operator would write
+//! it: each route's fallback, its cheaper candidate, the cost targets of self-hosted models, and
+//! an SLO on the support bot's answer quality.
+
+use llmopt_decision::config::{CheaperCandidate, ModelRef, RoutePolicy, SelfHostedModel};
+use llmopt_detector::{Comparison, Matchers, Metric, SloRule};
+use llmopt_events::Severity;
+use llmopt_sim::FleetSpec;
+
+use crate::config::AppConfig;
+
+/// Share of a route below which a model is a candidate being evaluated, not an incumbent.
+const CANDIDATE_SHARE: f64 = 0.25;
+/// Cost target of a self-hosted model, as a multiple of its expected cost per call.
+const COST_TARGET_FACTOR: f64 = 1.6;
+
+/// `config` with the decision policies and SLO rules of the demo fleet added.
+pub fn for_fleet(mut config: AppConfig, fleet: &FleetSpec) -> AppConfig {
+    for (app, route) in fleet.routes() {
+        let mut policy = RoutePolicy {
+            app: app.name.clone(),
+            route: route.name.clone(),
+            ..RoutePolicy::default()
+        };
+        policy.fallback = route.params.get("fallback").and_then(|f| {
+            let (provider, model) = f.split_once('/')?;
+            Some(ModelRef {
+                provider: provider.into(),
+                model: model.into(),
+            })
+        });
+        let incumbent_price = route
+            .targets
+            .iter()
+            .filter(|t| t.weight > CANDIDATE_SHARE)
+            .filter_map(|t| fleet.catalogue.get(&t.provider, &t.model))
+            .map(|m| m.blended_usd_per_1m())
+            .fold(0.0, f64::max);
+        policy.cheaper = route
+            .targets
+            .iter()
+            .filter(|t| t.weight <= CANDIDATE_SHARE)
+            .filter_map(|t| fleet.catalogue.get(&t.provider, &t.model))
+            .find(|m| m.blended_usd_per_1m() < incumbent_price)
+            .map(|m| CheaperCandidate {
+                provider: m.provider.clone(),
+                model: m.model.clone(),
+                quality_margin: 0.05,
+            });
+        for target in &route.targets {
+            let Some(profile) = fleet.catalogue.get(&target.provider, &target.model) else {
+                continue;
+            };
+            if !profile.self_hosted {
+                continue;
+            }
+            let mean = |median: f64, sigma: f64| median * (sigma * sigma / 2.0).exp();
+            let expected = profile.per_call_usd
+                + (mean(route.tokens.input.median, route.tokens.input.sigma)
+                    * profile.input_usd_per_1m
+                    + mean(route.tokens.output.median, route.tokens.output.sigma)
+                        * profile.output_usd_per_1m)
+                    / 1e6;
+            policy.self_hosted.push(SelfHostedModel {
+                provider: target.provider.clone(),
+                model: target.model.clone(),
+                model_location: format!("/models/{}", target.model),
+                max_cost_per_call_usd: Some(expected * COST_TARGET_FACTOR),
+                max_latency_p95_ms: None,
+            });
+        }
+        config.decision.routes.push(policy);
+    }
+    // Long answers of the large models take tens of seconds: a p95 above 30 s is the fleet's
+    // latency SLO, not the detector's generic 10 s default.
+    for rule in &mut config.detector.rules {
+        if rule.metric == Metric::LatencyP95Ms {
+            rule.threshold = 30_000.0;
+        }
+    }
+    // The cheaper candidate gets a few percent of a route's traffic, so its quality estimate
+    // needs half an hour of windows to be conclusive.
+    config.decision.canary.comparison_windows = 30;
+    // Per-window p95 latencies of long answers are noisy; ten windows on each side of a change
+    // give the before/after test the power to see a doubling.
+    config.decision.baseline_windows = 10;
+    config.decision.evaluation_windows = 5;
+    config.decision.canary.min_candidate_windows = 10;
+    config.detector.rules.push(SloRule {
+        name: "SupportQualityLow".into(),
+        metric: Metric::QualityMean,
+        comparison: Comparison::Lt,
+        threshold: 0.80,
+        for_windows: 3,
+        severity: Severity::Warning,
+        matchers: Matchers {
+            app: Some("support-bot".into()),
+            ..Matchers::default()
+        },
+        summary: None,
+    });
+    config
+}

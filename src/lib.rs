@@ -1,0 +1,7 @@
+//! The `llmopt` application: configuration, the assembly of the closed loop's services, and the
+//! in-process demo driver. The `llmopt` binary is a thin CLI over this library, and the
+//! end-to-end tests drive the same code.
+
+pub mod config;
+pub mod demo;
+pub mod pipeline;

@@ -1,0 +1,132 @@
+//! Every service of the closed loop built from one configuration, on whatever transport and
+//! state store it is given. `llmopt run` starts one of them; `llmopt demo` and the end-to-end
+//! tests start all of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use llmopt_runtime::health::Health;
+use llmopt_runtime::metrics::ServiceMetrics;
+use llmopt_runtime::runner::{Drain, Runner, RunnerConfig};
+use llmopt_runtime::{Effects, NoEffects, Processor};
+use llmopt_state::StateStore;
+use llmopt_transport::{TopicNames, Transport};
+
+use crate::config::AppConfig;
+
+/// The services of the closed loop, in pipeline order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    /// Validate, normalise, deduplicate and price raw telemetry.
+    Ingest,
+    /// Event-time windows, percentiles, counts, cost, quality.
+    Aggregator,
+    /// Anomalies, SLO rules, alerts.
+    Detector,
+    /// Optimisation decisions.
+    Decision,
+    /// Applies decisions to the live routing config.
+    Actuator,
+}
+
+impl Service {
+    /// Every service, in pipeline order (the order an in-process driver drains them).
+    pub const ALL: [Service; 5] = [
+        Service::Ingest,
+        Service::Aggregator,
+        Service::Detector,
+        Service::Decision,
+        Service::Actuator,
+    ];
+}
+
+/// A started service: its stage and the handles an operator (or a driver) watches.
+pub struct ServiceHandle {
+    /// The service.
+    pub service: Service,
+    /// The runner, joined to its consumer group.
+    pub stage: Box<dyn Drain>,
+    /// Its health flags (ready, idle, handled).
+    pub health: Arc<Health>,
+    /// Its metrics.
+    pub metrics: Arc<ServiceMetrics>,
+}
+
+/// Builds `service` from `config` and joins its consumer group on `transport`.
+pub async fn start(
+    service: Service,
+    config: &AppConfig,
+    transport: Arc<dyn Transport>,
+    store: Arc<dyn StateStore>,
+    runner_config: RunnerConfig,
+) -> anyhow::Result<ServiceHandle> {
+    let parts = Parts {
+        transport,
+        names: TopicNames::new(&config.transport),
+        runner_config,
+    };
+    match service {
+        Service::Ingest => {
+            let horizon = Duration::from_millis(config.ingest.dedup_horizon_ms);
+            let effects = llmopt_ingest::DedupEffects::new(store, horizon);
+            let core = llmopt_ingest::Ingest::new(config.ingest.clone());
+            parts.start(service, core, effects).await
+        }
+        Service::Aggregator => {
+            let core = llmopt_aggregator::Aggregator::new(config.aggregator.clone())
+                .context("aggregator configuration")?;
+            parts.start(service, core, NoEffects).await
+        }
+        Service::Detector => {
+            let core = llmopt_detector::Detector::new(config.detector.clone())
+                .context("detector configuration")?;
+            parts.start(service, core, NoEffects).await
+        }
+        Service::Decision => {
+            let core = llmopt_decision::Decision::new(config.decision.clone())
+                .context("decision configuration")?;
+            parts.start(service, core, NoEffects).await
+        }
+        Service::Actuator => {
+            let core = llmopt_actuator::Actuator::new();
+            let effects = llmopt_actuator::LiveConfigEffects::new(store);
+            parts.start(service, core, effects).await
+        }
+    }
+}
+
+struct Parts {
+    transport: Arc<dyn Transport>,
+    names: TopicNames,
+    runner_config: RunnerConfig,
+}
+
+impl Parts {
+    async fn start<P: Processor, E: Effects + 'static>(
+        self,
+        service: Service,
+        core: P,
+        effects: E,
+    ) -> anyhow::Result<ServiceHandle> {
+        let health = Arc::new(Health::new());
+        let metrics = Arc::new(ServiceMetrics::new(core.name()));
+        let runner = Runner::new(
+            core,
+            effects,
+            self.transport,
+            self.names,
+            metrics.clone(),
+            health.clone(),
+            self.runner_config,
+        );
+        let stage = runner.start().await?;
+        Ok(ServiceHandle {
+            service,
+            stage: Box::new(stage),
+            health,
+            metrics,
+        })
+    }
+}
