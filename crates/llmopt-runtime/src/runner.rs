@@ -126,12 +126,12 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             since_commit: 0,
         })
     }
-    async fn report_lag(&self, consumer: &mut dyn Consumer) {
+    async fn report_lag(metrics: Arc<ServiceMetrics>, consumer: &mut dyn Consumer) {
         match consumer.lag().await {
             Ok(lags) => {
                 for (tp, lag) in lags {
                     let partition = tp.partition.to_string();
-                    self.metrics
+                    metrics
                         .consumer_lag
                         .with_label_values(&[tp.topic.as_str(), partition.as_str()])
                         .set(lag);
@@ -341,7 +341,8 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         loop {
             if lag_reported.elapsed() >= LAG_INTERVAL {
                 lag_reported = Instant::now();
-                self.runner.report_lag(self.consumer.as_mut()).await;
+                let metrics = self.runner.metrics.clone();
+                Runner::<P, E>::report_lag(metrics, self.consumer.as_mut()).await;
             }
             let polled = tokio::select! {
                 biased;
@@ -417,6 +418,12 @@ pub trait Drain: Send {
 
     /// See [`Stage::drain`].
     async fn drain(&mut self, idle: Duration) -> Result<u64, RuntimeError>;
+
+    /// See [`Stage::run`]; the core is dropped at the end.
+    async fn run_until(self: Box<Self>, shutdown: Shutdown) -> Result<RunSummary, RuntimeError>;
+
+    /// See [`Stage::stop`]; the core is dropped.
+    async fn stop_stage(self: Box<Self>) -> Result<RunSummary, RuntimeError>;
 }
 
 #[async_trait::async_trait]
@@ -427,5 +434,13 @@ impl<P: Processor, E: Effects> Drain for Stage<P, E> {
 
     async fn drain(&mut self, idle: Duration) -> Result<u64, RuntimeError> {
         Stage::drain(self, idle).await
+    }
+
+    async fn run_until(self: Box<Self>, shutdown: Shutdown) -> Result<RunSummary, RuntimeError> {
+        Ok(Stage::run(*self, shutdown).await?.1)
+    }
+
+    async fn stop_stage(self: Box<Self>) -> Result<RunSummary, RuntimeError> {
+        Ok(Stage::stop(*self).await?.1)
     }
 }

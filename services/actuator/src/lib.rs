@@ -20,12 +20,12 @@ pub use apply::{
     PARAM_SHIFT, PARAM_STEP, PARAM_TARGETS, PARAM_TARGET_VERSION, PARAM_WEIGHT,
 };
 pub use core::Actuator;
-pub use shell::LiveConfigEffects;
 pub use live::{live_key, read_live_config, write_live_config, LiveConfigError, LIVE_KEY_PREFIX};
 pub use routing::{
     normalize_targets, route_key, targets_from_param, targets_to_param, weight_of, RoutingConfig,
     RoutingError, RoutingProjection, VERSION_HISTORY_LIMIT, WEIGHT_PRECISION,
 };
+pub use shell::LiveConfigEffects;
 
 /// Name used for this service's Kafka client id, consumer group and CloudEvents `source`, so
 /// that operators can tell which service wrote or read a record.
