@@ -20,7 +20,10 @@ pub struct AggregatorConfig {
     /// (default 5 s): the partition watermark is its max event time minus this.
     pub allowed_out_of_orderness_ms: i64,
     /// A partition whose newest event is more than this behind the newest event of any partition
-    /// (default 30 s) is idle and no longer holds the watermark back.
+    /// (default 5 min) is idle and no longer holds the watermark back. Measured in event time so
+    /// replays are deterministic; it must exceed the event-time skew between partitions that
+    /// consumption order alone creates (a consumer reading a backlog round-robin, or a fetch
+    /// batch from one partition), or on-time events of a slower partition would turn late.
     pub idle_timeout_ms: i64,
     /// How long after its end (in watermark time) an emitted window still accepts late events and
     /// is re-emitted with a higher revision (default 60 s); after that it is dropped.
@@ -53,7 +56,7 @@ impl Default for AggregatorConfig {
             tumbling_size_ms: 60_000,
             hopping: Some(HoppingConfig::default()),
             allowed_out_of_orderness_ms: 5_000,
-            idle_timeout_ms: 30_000,
+            idle_timeout_ms: 300_000,
             allowed_lateness_ms: 60_000,
         }
     }
@@ -122,7 +125,7 @@ mod tests {
             })
         );
         assert_eq!(c.allowed_out_of_orderness_ms, 5_000);
-        assert_eq!(c.idle_timeout_ms, 30_000);
+        assert_eq!(c.idle_timeout_ms, 300_000);
         assert_eq!(c.allowed_lateness_ms, 60_000);
         assert!(c.validate().is_ok());
     }

@@ -188,7 +188,10 @@ fn too_late_event_goes_to_telemetry_late() {
 
 #[test]
 fn idle_partition_does_not_stall_emission() {
-    let mut agg = core(tumbling_only());
+    let mut agg = core(AggregatorConfig {
+        idle_timeout_ms: 30_000,
+        ..tumbling_only()
+    });
     agg.process(&input(0, call("a", 10_000, 100.0)));
     agg.process(&input(1, call("a", 10_000, 100.0)));
     // Partition 0 is silent; while it is within the idle timeout it holds the watermark.
