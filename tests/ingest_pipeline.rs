@@ -239,6 +239,41 @@ async fn mixed_stream(transport: Arc<dyn Transport>, store: Arc<dyn StateStore>)
         let call = &calls[&format!("call-{n}")];
         assert_eq!(call.request_id, samples::llm_call(n).request_id);
     }
+    // Every valid event is aggregated: the aggregator core over ingest's output counts all 200.
+    let mut aggregator =
+        llmopt_aggregator::Aggregator::new(llmopt_aggregator::AggregatorConfig::default())
+            .expect("aggregator");
+    let mut outputs = Vec::new();
+    let mut ordered: Vec<&LlmCall> = calls.values().collect();
+    ordered.sort_by_key(|c| c.event_time);
+    for (offset, call) in ordered.into_iter().enumerate() {
+        outputs.extend(llmopt_runtime::Processor::process(
+            &mut aggregator,
+            &llmopt_runtime::Input {
+                topic: LogicalTopic::Telemetry,
+                partition: 0,
+                offset: offset as i64,
+                id: call.request_id.clone(),
+                source: "llmopt/ingest".into(),
+                time_ms: Some(call.event_time),
+                event: llmopt_events::AnyEvent::LlmCall(call.clone()),
+            },
+        ));
+    }
+    outputs.extend(aggregator.flush());
+    let counted: i64 = outputs
+        .iter()
+        .filter_map(|o| match &o.event {
+            llmopt_events::AnyEvent::WindowAggregate(w)
+                if w.window_kind == llmopt_events::WindowKind::Tumbling =>
+            {
+                Some(w.count)
+            }
+            _ => None,
+        })
+        .sum();
+    assert_eq!(counted, 200, "all valid events aggregated, none twice");
+
     for (kind, original) in &bad {
         let dl = dead
             .get(*kind)

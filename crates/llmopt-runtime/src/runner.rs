@@ -1,6 +1,6 @@
 //! The consume → process → publish → ack loop, the same for every service and transport.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,8 @@ use llmopt_cloudevents::{DecodeLimits, KafkaMessage};
 use llmopt_events::wire::{DataFormat, EventMeta, WireError};
 use llmopt_events::{AnyEvent, SchemaRegistry};
 use llmopt_transport::{
-    Consumer, InboundMessage, LogicalTopic, OutboundMessage, TopicNames, Transport,
+    Consumer, Delivered, InboundMessage, LogicalTopic, OutboundMessage, PendingDelivery,
+    TopicNames, Transport,
 };
 
 use crate::health::Health;
@@ -32,6 +33,9 @@ pub struct RunnerConfig {
     /// Stop once this many consecutive polls found nothing (bounded runs: replay, tests); `None`
     /// runs until shutdown.
     pub stop_after_idle_polls: Option<u32>,
+    /// Consumer group; the service name when `None`. A new group re-reads its inputs from the
+    /// start, which is how a replay is run.
+    pub group: Option<String>,
 }
 
 impl Default for RunnerConfig {
@@ -41,6 +45,7 @@ impl Default for RunnerConfig {
             poll_timeout: Duration::from_millis(200),
             limits: DecodeLimits::default(),
             stop_after_idle_polls: None,
+            group: None,
         }
     }
 }
@@ -115,15 +120,18 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             .into_iter()
             .map(|t| self.topics.name(t))
             .collect();
-        let consumer = self
-            .transport
-            .subscribe(self.processor.name(), &inputs)
-            .await?;
+        let group = self
+            .config
+            .group
+            .clone()
+            .unwrap_or_else(|| self.processor.name().to_string());
+        let consumer = self.transport.subscribe(&group, &inputs).await?;
         tracing::info!(service = self.processor.name(), ?inputs, "consuming");
         Ok(Stage {
             runner: self,
             consumer,
             since_commit: 0,
+            in_flight: VecDeque::new(),
         })
     }
     async fn report_lag(metrics: Arc<ServiceMetrics>, consumer: &mut dyn Consumer) {
@@ -141,42 +149,40 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         }
     }
 
-    async fn handle(
-        &mut self,
-        consumer: &mut dyn Consumer,
-        message: &InboundMessage,
-    ) -> Result<(), RuntimeError> {
+    /// Decodes and processes one input and enqueues its outputs (or its dead letter). The
+    /// input may be acked once the returned deliveries complete.
+    async fn handle(&mut self, message: InboundMessage) -> Result<InFlight, RuntimeError> {
         let started = Instant::now();
         self.metrics
             .events_in
             .with_label_values(&[message.topic.as_str()])
             .inc();
         self.summary.consumed += 1;
-        match self.decode(message) {
-            Err(e) => self.dead_letter(message, e.kind(), &e.to_string()).await?,
+        let mut outputs = Vec::new();
+        let delivery = match self.decode(&message) {
+            Err(e) => Some(self.dead_letter(&message, e.kind(), &e.to_string())?),
             Ok((input, traceparent)) => {
                 if let Err(rejection) = self.processor.validate(&input) {
-                    self.dead_letter(message, rejection.kind, &rejection.message)
-                        .await?;
+                    Some(self.dead_letter(&message, rejection.kind, &rejection.message)?)
                 } else if !self.effects.admit(&input).await? {
                     self.summary.duplicates += 1;
                     self.metrics
                         .duplicates
                         .with_label_values(&[message.topic.as_str()])
                         .inc();
+                    None
                 } else {
-                    let outputs = self.processor.process(&input);
-                    self.publish(&outputs, traceparent.as_deref()).await?;
-                    self.effects.after_publish(&outputs).await?;
+                    outputs = self.processor.process(&input);
+                    self.enqueue(&outputs, traceparent.as_deref())?
                 }
             }
-        }
-        consumer.ack(message)?;
-        self.metrics
-            .processing_seconds
-            .with_label_values(&[message.topic.as_str()])
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
+        };
+        Ok(InFlight {
+            message,
+            outputs,
+            delivery,
+            started,
+        })
     }
 
     fn decode(&self, message: &InboundMessage) -> Result<(Input, Option<String>), WireError> {
@@ -212,17 +218,18 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         ))
     }
 
-    /// Publishes outputs in order and waits for every acknowledgement.
-    async fn publish(
+    /// Hands the outputs to the producer in order; returns the future of all their
+    /// acknowledgements (`None` when there are no outputs).
+    fn enqueue(
         &mut self,
         outputs: &[Output],
         traceparent: Option<&str>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Option<PendingDelivery>, RuntimeError> {
         if outputs.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let source = format!("llmopt/{}", self.processor.name());
-        let mut sends = Vec::with_capacity(outputs.len());
+        let mut deliveries = Vec::with_capacity(outputs.len());
         for output in outputs {
             let meta = EventMeta {
                 id: output.id.clone(),
@@ -248,37 +255,34 @@ impl<P: Processor, E: Effects> Runner<P, E> {
                     })?;
             let record = llmopt_cloudevents::to_binary(&ce);
             let topic = self.topics.name(output.topic);
-            sends.push((
-                topic,
-                OutboundMessage {
-                    key: record.key,
-                    value: record.value,
-                    headers: record.headers,
-                    timestamp_ms: Some(output.time_ms),
-                },
-            ));
-        }
-        let transport = self.transport.clone();
-        let futures = sends
-            .iter()
-            .map(|(topic, message)| transport.publish(topic, message.clone()));
-        futures::future::try_join_all(futures).await?;
-        for (topic, _) in &sends {
+            let message = OutboundMessage {
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+                timestamp_ms: Some(output.time_ms),
+            };
+            deliveries.push(self.transport.enqueue(&topic, message)?);
             self.metrics
                 .events_out
                 .with_label_values(&[topic.as_str()])
                 .inc();
         }
-        self.summary.published += sends.len() as u64;
-        Ok(())
+        self.summary.published += deliveries.len() as u64;
+        Ok(Some(Box::pin(async move {
+            let delivered = futures::future::try_join_all(deliveries).await?;
+            Ok(delivered.into_iter().last().unwrap_or(Delivered {
+                partition: 0,
+                offset: 0,
+            }))
+        })))
     }
 
-    async fn dead_letter(
+    fn dead_letter(
         &mut self,
         message: &InboundMessage,
         kind: &str,
         reason: &str,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<PendingDelivery, RuntimeError> {
         tracing::warn!(topic = %message.topic, partition = message.partition,
             offset = message.offset, kind, reason, "dead-lettering record");
         let record = dead_letter_for(self.processor.name(), message, kind, reason);
@@ -289,18 +293,35 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             time_ms: message.timestamp_ms.unwrap_or_default(),
             event: AnyEvent::DeadLetter(record),
         };
-        self.publish(std::slice::from_ref(&output), None).await?;
+        let delivery = self.enqueue(std::slice::from_ref(&output), None)?;
         self.summary.dead_lettered += 1;
         self.metrics.dead_letters.with_label_values(&[kind]).inc();
-        Ok(())
+        Ok(delivery.unwrap_or_else(|| {
+            Box::pin(std::future::ready(Ok(Delivered {
+                partition: 0,
+                offset: 0,
+            })))
+        }))
     }
 }
+
+/// An input whose outputs are on their way: acked once they are acknowledged.
+struct InFlight {
+    message: InboundMessage,
+    outputs: Vec<Output>,
+    delivery: Option<PendingDelivery>,
+    started: Instant,
+}
+
+/// Most inputs in flight before the runner waits for the oldest acknowledgement.
+const MAX_IN_FLIGHT: usize = 10_000;
 
 /// A runner that has joined its consumer group.
 pub struct Stage<P: Processor, E: Effects> {
     runner: Runner<P, E>,
     consumer: Box<dyn Consumer>,
     since_commit: usize,
+    in_flight: VecDeque<InFlight>,
 }
 
 impl<P: Processor, E: Effects> Stage<P, E> {
@@ -321,13 +342,14 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         loop {
             match self.consumer.poll(idle).await? {
                 Some(message) => {
-                    self.handle_and_maybe_commit(&message).await?;
+                    self.handle_and_maybe_commit(message).await?;
                     processed += 1;
                 }
                 None if self.consumer.assignment()?.is_empty() => continue,
                 None => break,
             }
         }
+        self.complete(true).await?;
         self.commit().await?;
         self.runner.health.set_ready(true);
         Ok(processed)
@@ -354,8 +376,9 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                     // Still joining the group: not caught up with anything yet.
                     continue;
                 }
-                // Nothing left to read: caught up. Commit what is acked so the group's offsets
-                // show it (lag dashboards and step barriers read them).
+                // Nothing left to read: caught up. Wait for what is in flight and commit, so
+                // the group's offsets show it (lag dashboards and step barriers read them).
+                self.complete(true).await?;
                 self.commit().await?;
                 self.runner.health.set_ready(true);
                 self.runner.health.set_idle(true);
@@ -371,7 +394,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                 continue;
             };
             idle_polls = 0;
-            self.handle_and_maybe_commit(&message).await?;
+            self.handle_and_maybe_commit(message).await?;
         }
         self.stop().await
     }
@@ -379,6 +402,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
     /// Commits, leaves the group and returns the core and what was done.
     pub async fn stop(mut self) -> Result<(P, RunSummary), RuntimeError> {
         self.runner.health.set_ready(false);
+        self.complete(true).await?;
         self.commit().await?;
         self.consumer.close().await?;
         let runner = self.runner;
@@ -388,14 +412,50 @@ impl<P: Processor, E: Effects> Stage<P, E> {
 
     async fn handle_and_maybe_commit(
         &mut self,
-        message: &InboundMessage,
+        message: InboundMessage,
     ) -> Result<(), RuntimeError> {
         self.runner.health.set_idle(false);
-        self.runner.handle(self.consumer.as_mut(), message).await?;
-        self.runner.health.count_handled();
-        self.since_commit += 1;
-        if self.since_commit >= self.runner.config.commit_every {
-            self.commit().await?;
+        let in_flight = self.runner.handle(message).await?;
+        self.in_flight.push_back(in_flight);
+        let block = self.in_flight.len() > MAX_IN_FLIGHT;
+        self.complete(block).await
+    }
+
+    /// Acks inputs whose outputs are acknowledged, oldest first (so offsets are committed in
+    /// order). With `wait_all` it waits for every input in flight; otherwise it takes only
+    /// those already done, and at least the oldest when too many are in flight.
+    async fn complete(&mut self, wait_all: bool) -> Result<(), RuntimeError> {
+        let mut must_wait = wait_all || self.in_flight.len() > MAX_IN_FLIGHT;
+        while let Some(head) = self.in_flight.front_mut() {
+            if let Some(delivery) = head.delivery.as_mut() {
+                if must_wait {
+                    delivery.as_mut().await?;
+                } else {
+                    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+                    match delivery.as_mut().poll(&mut cx) {
+                        std::task::Poll::Pending => break,
+                        std::task::Poll::Ready(result) => {
+                            result?;
+                        }
+                    }
+                }
+            }
+            let Some(done) = self.in_flight.pop_front() else {
+                break;
+            };
+            self.consumer.ack(&done.message)?;
+            self.runner.effects.after_publish(&done.outputs).await?;
+            self.runner.health.count_handled();
+            self.runner
+                .metrics
+                .processing_seconds
+                .with_label_values(&[done.message.topic.as_str()])
+                .observe(done.started.elapsed().as_secs_f64());
+            self.since_commit += 1;
+            if self.since_commit >= self.runner.config.commit_every {
+                self.commit().await?;
+            }
+            must_wait = wait_all || self.in_flight.len() > MAX_IN_FLIGHT;
         }
         Ok(())
     }

@@ -20,6 +20,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// The acknowledgement of an enqueued record.
+pub type PendingDelivery =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Delivered, TransportError>> + Send>>;
+
 pub use config::{KafkaConfig, TransportConfig, TransportKind};
 pub use error::TransportError;
 pub use message::{Delivered, InboundMessage, OutboundMessage, TopicPartition};
@@ -39,6 +43,11 @@ pub trait Transport: Send + Sync + 'static {
         topic: &str,
         message: OutboundMessage,
     ) -> Result<Delivered, TransportError>;
+
+    /// Hands a record to the producer now, in call order (so records of one key keep their
+    /// order), and returns a future of the broker's acknowledgement. Lets a runner keep many
+    /// records in flight instead of waiting for each acknowledgement in turn.
+    fn enqueue(&self, topic: &str, message: OutboundMessage) -> Result<PendingDelivery, TransportError>;
 
     /// Publishes many records and resolves once all are acknowledged, in input order.
     async fn publish_batch(

@@ -78,6 +78,29 @@ impl EmbeddedTransport {
     }
 }
 
+impl EmbeddedTransport {
+    /// Appends a record; the log is in memory, so it is acknowledged at once.
+    fn append(&self, topic: &str, message: OutboundMessage) -> Delivered {
+        let mut state = self.inner.lock();
+        let partitions = state.create_topic(topic, self.inner.default_partitions);
+        let partition = match &message.key {
+            Some(key) => murmur2_partition(key, partitions),
+            None => state.next_round_robin(topic, partitions),
+        };
+        let log = state.partition_mut(topic, partition);
+        let offset = log.len() as i64;
+        log.push(Record {
+            key: message.key,
+            value: message.value,
+            headers: message.headers,
+            timestamp_ms: message.timestamp_ms,
+        });
+        drop(state);
+        self.inner.changed.notify_waiters();
+        Delivered { partition, offset }
+    }
+}
+
 impl Default for EmbeddedTransport {
     fn default() -> Self {
         Self::new(6)
@@ -96,28 +119,21 @@ impl Transport for EmbeddedTransport {
         Ok(())
     }
 
+    fn enqueue(
+        &self,
+        topic: &str,
+        message: OutboundMessage,
+    ) -> Result<crate::PendingDelivery, TransportError> {
+        let delivered = self.append(topic, message);
+        Ok(Box::pin(std::future::ready(Ok(delivered))))
+    }
+
     async fn publish(
         &self,
         topic: &str,
         message: OutboundMessage,
     ) -> Result<Delivered, TransportError> {
-        let mut state = self.inner.lock();
-        let partitions = state.create_topic(topic, self.inner.default_partitions);
-        let partition = match &message.key {
-            Some(key) => murmur2_partition(key, partitions),
-            None => state.next_round_robin(topic, partitions),
-        };
-        let log = state.partition_mut(topic, partition);
-        let offset = log.len() as i64;
-        log.push(Record {
-            key: message.key,
-            value: message.value,
-            headers: message.headers,
-            timestamp_ms: message.timestamp_ms,
-        });
-        drop(state);
-        self.inner.changed.notify_waiters();
-        Ok(Delivered { partition, offset })
+        Ok(self.append(topic, message))
     }
 
     async fn group_lag(&self, group: &str, topics: &[String]) -> Result<i64, TransportError> {

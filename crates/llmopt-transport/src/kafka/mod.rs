@@ -19,8 +19,34 @@ use rdkafka::util::Timeout;
 
 pub use consumer::KafkaConsumer;
 
+/// The rdkafka record of a message (librdkafka copies the bytes when it is enqueued).
+fn record<'a>(topic: &'a str, message: &'a OutboundMessage) -> FutureRecord<'a, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+    for (key, value) in &message.headers {
+        headers = headers.insert(Header {
+            key,
+            value: value.as_deref(),
+        });
+    }
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+    if let Some(key) = message.key.as_deref() {
+        record = record.key(key);
+    }
+    if let Some(value) = message.value.as_deref() {
+        record = record.payload(value);
+    }
+    if let Some(ts) = message.timestamp_ms {
+        record = record.timestamp(ts);
+    }
+    record
+}
+
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
 use crate::{
-    Consumer, Delivered, KafkaConfig, OutboundMessage, TopicSpec, Transport, TransportError,
+    Consumer, Delivered, KafkaConfig, OutboundMessage, PendingDelivery, TopicSpec, Transport,
+    TransportError,
 };
 
 /// Publishes to and consumes from a Kafka-protocol cluster.
@@ -64,36 +90,47 @@ impl Transport for KafkaTransport {
         admin::ensure_topics(&self.config, &self.client_id, topics).await
     }
 
+    fn enqueue(
+        &self,
+        topic: &str,
+        message: OutboundMessage,
+    ) -> Result<PendingDelivery, TransportError> {
+        let mut record = record(topic, &message);
+        let deadline = std::time::Instant::now()
+            + Duration::from_millis(self.config.delivery_timeout_ms.into());
+        let delivery = loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => break delivery,
+                // The local queue is full: let librdkafka deliver some, then try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    self.producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+                Err((e, _)) => return Err(TransportError::kafka("publish", e)),
+            }
+        };
+        Ok(Box::pin(async move {
+            match delivery.await {
+                Ok(Ok(d)) => Ok(Delivered {
+                    partition: d.partition,
+                    offset: d.offset,
+                }),
+                Ok(Err((e, _))) => Err(TransportError::kafka("publish", e)),
+                Err(_) => Err(TransportError::Timeout(
+                    "producer dropped before delivery".into(),
+                )),
+            }
+        }))
+    }
+
     async fn publish(
         &self,
         topic: &str,
         message: OutboundMessage,
     ) -> Result<Delivered, TransportError> {
-        let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
-        for (key, value) in &message.headers {
-            headers = headers.insert(Header {
-                key,
-                value: value.as_deref(),
-            });
-        }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
-        if let Some(key) = message.key.as_deref() {
-            record = record.key(key);
-        }
-        if let Some(value) = message.value.as_deref() {
-            record = record.payload(value);
-        }
-        if let Some(ts) = message.timestamp_ms {
-            record = record.timestamp(ts);
-        }
-        let timeout = Duration::from_millis(self.config.delivery_timeout_ms.into());
-        match self.producer.send(record, Timeout::After(timeout)).await {
-            Ok(delivery) => Ok(Delivered {
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
-            Err((e, _)) => Err(TransportError::kafka("publish", e)),
-        }
+        self.enqueue(topic, message)?.await
     }
 
     async fn group_lag(&self, group: &str, topics: &[String]) -> Result<i64, TransportError> {

@@ -1,0 +1,198 @@
+//! The closed loop end to end on the default scenario: every injected incident yields its alert
+//! and the expected decision with no alert in quiet periods; the run is reproducible; and the
+//! same scenario through the real broker and Redis, with each service as its own task with its
+//! own Kafka clients, produces the same alerts, decisions and final routing config.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmopt::config::AppConfig;
+use llmopt::demo::driver::{ClosedLoop, WatchIdle};
+use llmopt::demo::{self, DemoOptions, DemoResult};
+use llmopt::pipeline::{self, Service};
+use llmopt_events::{AlertStatus, Strategy};
+use llmopt_runtime::runner::RunnerConfig;
+use llmopt_runtime::shutdown;
+use llmopt_sim::{GroundTruthKind, Scenario};
+use llmopt_state::redis::RedisStore;
+use llmopt_state::{StateConfig, StateKind, StateStore};
+use llmopt_transport::kafka::KafkaTransport;
+use llmopt_transport::{TopicNames, Transport, TransportConfig, TransportKind};
+
+fn options() -> DemoOptions {
+    DemoOptions {
+        seed: 42,
+        scenario: Scenario::default(),
+        step_s: 60,
+        speed: 0.0,
+        duration_s: None,
+    }
+}
+
+fn base_config() -> AppConfig {
+    let mut config = AppConfig::default();
+    config.decision.mode = llmopt_decision::config::Mode::Auto;
+    config
+}
+
+async fn embedded_run() -> (DemoResult, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut print = |l: String| lines.push(l);
+    let result = demo::run_embedded(base_config(), &options(), &mut print)
+        .await
+        .expect("embedded run");
+    let lines = lines.into_iter().filter(|l| !l.contains("events/s")).collect();
+    (result, lines)
+}
+
+/// What must agree between two runs: alert events, decision state changes, final routing.
+fn fingerprint(result: &DemoResult) -> (BTreeSet<String>, BTreeSet<String>, Vec<String>) {
+    let alerts = result.record.alerts.iter().map(|a| a.id.clone()).collect();
+    let decisions = result
+        .record
+        .decisions
+        .iter()
+        .map(|d| format!("{} {:?} {:?} {}", d.id, d.state, d.strategy, d.action))
+        .collect();
+    let routing = result
+        .routing
+        .iter()
+        .map(|((app, route), cfg)| {
+            let targets: Vec<String> = cfg
+                .targets
+                .iter()
+                .map(|t| format!("{}/{}={:.6}", t.provider, t.model, t.weight))
+                .collect();
+            format!("{app}/{route} v{} {}", cfg.version, targets.join(","))
+        })
+        .collect();
+    (alerts, decisions, routing)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_scenario_every_incident_alerted_and_decided_no_false_alerts() {
+    let (result, lines) = embedded_run().await;
+    let outcome = &result.outcome;
+    assert!(result.calls > 50_000, "the fleet ran: {} calls", result.calls);
+    for incident in &outcome.incidents {
+        let name = &incident.truth.name;
+        if incident.truth.kind != GroundTruthKind::CheaperCandidate {
+            assert!(incident.first_alert.is_some(), "{name}: alerted");
+        }
+        match incident.truth.expected_strategy {
+            Some(expected) => {
+                let (decision, _) = incident
+                    .decision
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{name}: expected a {expected:?} decision"));
+                assert_eq!(decision.strategy, expected, "{name}");
+            }
+            None => assert!(incident.decision.is_none(), "{name}: no decision expected"),
+        }
+    }
+    assert!(outcome.false_alerts.is_empty(), "quiet periods raise no alert: {:?}", outcome.false_alerts);
+    // The loop closed: decisions changed the live routing the fleet reads.
+    let query = &result.routing[&("search".to_string(), "query-rewrite".to_string())];
+    assert!(query.version > 1);
+    assert!(query.targets.iter().all(|t| t.model != "gemini-1.5-flash" || t.weight < 0.5), "failed over: {query:?}");
+    let answer = &result.routing[&("support-bot".to_string(), "answer".to_string())];
+    assert_eq!(answer.version, 3, "manual change v2 rolled back as v3");
+    assert!(result
+        .record
+        .decisions
+        .iter()
+        .any(|d| d.strategy == Strategy::CheaperModelCanary));
+    assert!(lines.iter().any(|l| l.contains("ALERT FIRING")));
+
+    // Same seed, same output.
+    let (again, lines_again) = embedded_run().await;
+    assert_eq!(lines, lines_again, "console output is reproducible");
+    assert_eq!(fingerprint(&result), fingerprint(&again));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn default_scenario_through_kafka_and_redis_matches_embedded() {
+    let (embedded, _) = embedded_run().await;
+
+    let mut config = base_config();
+    config.transport = TransportConfig {
+        kind: TransportKind::Kafka,
+        topic_prefix: format!("{}.", common::unique("loop")),
+        partitions: 6,
+        kafka: common::kafka_config(),
+        ..TransportConfig::default()
+    };
+    // Idle consumers answer fast, so each simulated step settles quickly.
+    config
+        .transport
+        .kafka
+        .properties
+        .insert("fetch.wait.max.ms".into(), "10".into());
+    config.state = StateConfig {
+        kind: StateKind::Redis,
+        redis_url: common::redis_url(),
+        key_prefix: format!("{}:", common::unique("loop")),
+    };
+    let options = options();
+    let (config, sim) = demo::prepare(config, &options).expect("prepare");
+    let store: Arc<dyn StateStore> =
+        Arc::new(RedisStore::connect(&config.state).await.expect("redis"));
+
+    let (trigger, stop) = shutdown::channel();
+    let mut tasks = Vec::new();
+    let mut health = Vec::new();
+    for service in Service::ALL {
+        // Each service has its own Kafka clients, as separate processes would.
+        let name = format!("{service:?}").to_lowercase();
+        let transport: Arc<dyn Transport> = Arc::new(
+            KafkaTransport::new(&config.transport.kafka, &name).expect("kafka transport"),
+        );
+        let runner_config = RunnerConfig {
+            poll_timeout: Duration::from_millis(20),
+            commit_every: 500,
+            ..RunnerConfig::default()
+        };
+        let handle = pipeline::start(service, &config, transport, store.clone(), runner_config)
+            .await
+            .expect("start service");
+        health.push(handle.health.clone());
+        tasks.push(tokio::spawn(handle.stage.run_until(stop.clone())));
+    }
+    let mut settle = WatchIdle {
+        health,
+        quiet: Duration::from_millis(400),
+        timeout: Duration::from_secs(120),
+    };
+    let driver_transport: Arc<dyn Transport> = Arc::new(
+        KafkaTransport::new(&config.transport.kafka, "driver").expect("driver transport"),
+    );
+    let closed = ClosedLoop::new(
+        sim,
+        driver_transport,
+        store.clone(),
+        TopicNames::new(&config.transport),
+        options.step_s as i64 * 1000,
+        &common::unique("console"),
+        Duration::from_millis(150),
+    )
+    .await
+    .expect("closed loop");
+    let mut print = |line: String| eprintln!("kafka run: {line}");
+    let kafka = demo::drive(closed, &mut settle, store.as_ref(), &options, &mut print)
+        .await
+        .expect("kafka run");
+    trigger.trigger();
+    for task in tasks {
+        task.await.expect("service task").expect("service ran cleanly");
+    }
+
+    let (e_alerts, e_decisions, e_routing) = fingerprint(&embedded);
+    let (k_alerts, k_decisions, k_routing) = fingerprint(&kafka);
+    assert_eq!(k_routing, e_routing, "same final routing config");
+    assert_eq!(k_decisions, e_decisions, "same decisions");
+    assert_eq!(k_alerts, e_alerts, "same alerts");
+    assert!(kafka.record.alerts.iter().any(|a| a.status == AlertStatus::Firing));
+}
