@@ -27,6 +27,9 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Run one service as its own process (Kafka and Redis per the configuration) until SIGTERM.
     Run(commands::run::RunArgs),
+    /// Rebuild the live routing config from the config-change topic.
+    #[command(subcommand)]
+    Actuator(commands::actuator::ActuatorCommand),
     /// List, approve or reject optimisation decisions (propose mode).
     #[command(subcommand)]
     Decisions(commands::decisions::DecisionsCommand),
@@ -57,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Demo(args) => commands::demo::run(&config, args).await,
             Command::Run(args) => commands::run::run(&config, args).await,
+            Command::Actuator(cmd) => commands::actuator::run(&config, cmd).await,
             Command::Decisions(cmd) => commands::decisions::run(&config, cmd).await,
             Command::Schemas(cmd) => commands::schemas::run(cmd),
             Command::Topics(cmd) => commands::topics::run(&config, cmd).await,

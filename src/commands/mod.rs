@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod actuator;
 pub mod config_cmd;
 pub mod decisions;
 pub mod demo;
