@@ -44,7 +44,10 @@ async fn embedded_run() -> (DemoResult, Vec<String>) {
     let result = demo::run_embedded(base_config(), &options(), &mut print)
         .await
         .expect("embedded run");
-    let lines = lines.into_iter().filter(|l| !l.contains("events/s")).collect();
+    let lines = lines
+        .into_iter()
+        .filter(|l| !l.contains("events/s"))
+        .collect();
     (result, lines)
 }
 
@@ -76,7 +79,11 @@ fn fingerprint(result: &DemoResult) -> (BTreeSet<String>, BTreeSet<String>, Vec<
 async fn default_scenario_every_incident_alerted_and_decided_no_false_alerts() {
     let (result, lines) = embedded_run().await;
     let outcome = &result.outcome;
-    assert!(result.calls > 50_000, "the fleet ran: {} calls", result.calls);
+    assert!(
+        result.calls > 50_000,
+        "the fleet ran: {} calls",
+        result.calls
+    );
     for incident in &outcome.incidents {
         let name = &incident.truth.name;
         if incident.truth.kind != GroundTruthKind::CheaperCandidate {
@@ -93,11 +100,21 @@ async fn default_scenario_every_incident_alerted_and_decided_no_false_alerts() {
             None => assert!(incident.decision.is_none(), "{name}: no decision expected"),
         }
     }
-    assert!(outcome.false_alerts.is_empty(), "quiet periods raise no alert: {:?}", outcome.false_alerts);
+    assert!(
+        outcome.false_alerts.is_empty(),
+        "quiet periods raise no alert: {:?}",
+        outcome.false_alerts
+    );
     // The loop closed: decisions changed the live routing the fleet reads.
     let query = &result.routing[&("search".to_string(), "query-rewrite".to_string())];
     assert!(query.version > 1);
-    assert!(query.targets.iter().all(|t| t.model != "gemini-1.5-flash" || t.weight < 0.5), "failed over: {query:?}");
+    assert!(
+        query
+            .targets
+            .iter()
+            .all(|t| t.model != "gemini-1.5-flash" || t.weight < 0.5),
+        "failed over: {query:?}"
+    );
     let answer = &result.routing[&("support-bot".to_string(), "answer".to_string())];
     assert_eq!(answer.version, 3, "manual change v2 rolled back as v3");
     assert!(result
@@ -147,9 +164,8 @@ async fn default_scenario_through_kafka_and_redis_matches_embedded() {
     for service in Service::ALL {
         // Each service has its own Kafka clients, as separate processes would.
         let name = format!("{service:?}").to_lowercase();
-        let transport: Arc<dyn Transport> = Arc::new(
-            KafkaTransport::new(&config.transport.kafka, &name).expect("kafka transport"),
-        );
+        let transport: Arc<dyn Transport> =
+            Arc::new(KafkaTransport::new(&config.transport.kafka, &name).expect("kafka transport"));
         let runner_config = RunnerConfig {
             poll_timeout: Duration::from_millis(20),
             commit_every: 500,
@@ -166,9 +182,8 @@ async fn default_scenario_through_kafka_and_redis_matches_embedded() {
         quiet: Duration::from_millis(400),
         timeout: Duration::from_secs(120),
     };
-    let driver_transport: Arc<dyn Transport> = Arc::new(
-        KafkaTransport::new(&config.transport.kafka, "driver").expect("driver transport"),
-    );
+    let driver_transport: Arc<dyn Transport> =
+        Arc::new(KafkaTransport::new(&config.transport.kafka, "driver").expect("driver transport"));
     let closed = ClosedLoop::new(
         sim,
         driver_transport,
@@ -186,7 +201,9 @@ async fn default_scenario_through_kafka_and_redis_matches_embedded() {
         .expect("kafka run");
     trigger.trigger();
     for task in tasks {
-        task.await.expect("service task").expect("service ran cleanly");
+        task.await
+            .expect("service task")
+            .expect("service ran cleanly");
     }
 
     let (e_alerts, e_decisions, e_routing) = fingerprint(&embedded);
@@ -194,5 +211,9 @@ async fn default_scenario_through_kafka_and_redis_matches_embedded() {
     assert_eq!(k_routing, e_routing, "same final routing config");
     assert_eq!(k_decisions, e_decisions, "same decisions");
     assert_eq!(k_alerts, e_alerts, "same alerts");
-    assert!(kafka.record.alerts.iter().any(|a| a.status == AlertStatus::Firing));
+    assert!(kafka
+        .record
+        .alerts
+        .iter()
+        .any(|a| a.status == AlertStatus::Firing));
 }

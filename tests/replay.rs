@@ -44,7 +44,11 @@ async fn read_all(transport: &dyn Transport, topic: &str) -> BTreeMap<String, (V
         .await
         .expect("subscribe");
     let mut records = BTreeMap::new();
-    while let Some(m) = consumer.poll(Duration::from_millis(50)).await.expect("poll") {
+    while let Some(m) = consumer
+        .poll(Duration::from_millis(50))
+        .await
+        .expect("poll")
+    {
         let id = m
             .headers
             .iter()
@@ -52,7 +56,13 @@ async fn read_all(transport: &dyn Transport, topic: &str) -> BTreeMap<String, (V
             .and_then(|(_, v)| v.clone())
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .expect("ce_id header");
-        let previous = records.insert(id.clone(), (m.value.clone().unwrap_or_default(), m.key.clone().unwrap_or_default()));
+        let previous = records.insert(
+            id.clone(),
+            (
+                m.value.clone().unwrap_or_default(),
+                m.key.clone().unwrap_or_default(),
+            ),
+        );
         assert!(previous.is_none(), "window event {id} emitted twice");
     }
     consumer.close().await.expect("close");
@@ -64,11 +74,19 @@ async fn aggregator_replay_from_offset_zero_is_byte_identical() {
     let transport: Arc<dyn Transport> = Arc::new(EmbeddedTransport::new(6));
     let config = TransportConfig::default();
     let names = TopicNames::new(&config);
-    transport.ensure_topics(&names.all_specs()).await.expect("topics");
+    transport
+        .ensure_topics(&names.all_specs())
+        .await
+        .expect("topics");
 
     // Forty simulated minutes of the default fleet, written as ingest would write them.
-    let mut sim = Simulator::new(FleetSpec::default(), Scenario::default(), 7, 1_767_225_600_000)
-        .expect("simulator");
+    let mut sim = Simulator::new(
+        FleetSpec::default(),
+        Scenario::default(),
+        7,
+        1_767_225_600_000,
+    )
+    .expect("simulator");
     let events = sim.advance(1_767_225_600_000 + 40 * 60_000, &mut |_, _| None);
     let records: Vec<OutboundMessage> = events
         .iter()
@@ -82,7 +100,12 @@ async fn aggregator_replay_from_offset_zero_is_byte_identical() {
                     ..EventMeta::default()
                 };
                 let m = wire::to_kafka(call, &meta, DataFormat::Avro).expect("encode");
-                Some(OutboundMessage { key: m.key, value: m.value, headers: m.headers, timestamp_ms: None })
+                Some(OutboundMessage {
+                    key: m.key,
+                    value: m.value,
+                    headers: m.headers,
+                    timestamp_ms: None,
+                })
             }
             SimEvent::ConfigChange(_) => None,
         })
@@ -99,7 +122,12 @@ async fn aggregator_replay_from_offset_zero_is_byte_identical() {
     replay_config
         .topic_names
         .insert("windows".into(), "llmopt.windows.replay".into());
-    aggregate(transport.clone(), TopicNames::new(&replay_config), "aggregator-replay-1").await;
+    aggregate(
+        transport.clone(),
+        TopicNames::new(&replay_config),
+        "aggregator-replay-1",
+    )
+    .await;
 
     let original = read_all(transport.as_ref(), &names.name(LogicalTopic::Windows)).await;
     let replayed = read_all(transport.as_ref(), "llmopt.windows.replay").await;

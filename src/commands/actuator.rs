@@ -66,7 +66,9 @@ async fn read_changes(
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos()
     );
-    let mut consumer = transport.subscribe(&group, std::slice::from_ref(&topic)).await?;
+    let mut consumer = transport
+        .subscribe(&group, std::slice::from_ref(&topic))
+        .await?;
     let registry = SchemaRegistry::current();
     let mut changes = Vec::new();
     let mut empty_polls = 0;

@@ -47,7 +47,11 @@ pub trait Transport: Send + Sync + 'static {
     /// Hands a record to the producer now, in call order (so records of one key keep their
     /// order), and returns a future of the broker's acknowledgement. Lets a runner keep many
     /// records in flight instead of waiting for each acknowledgement in turn.
-    fn enqueue(&self, topic: &str, message: OutboundMessage) -> Result<PendingDelivery, TransportError>;
+    fn enqueue(
+        &self,
+        topic: &str,
+        message: OutboundMessage,
+    ) -> Result<PendingDelivery, TransportError>;
 
     /// Publishes many records and resolves once all are acknowledged, in input order.
     async fn publish_batch(
