@@ -2,10 +2,9 @@
 //! alone and writes it to the state store, the way a projection is rebuilt in an event-sourced
 //! system (after a Redis loss, or to audit what the store holds).
 
-use std::time::Duration;
-
 use clap::Subcommand;
 use llmopt::config::AppConfig;
+use llmopt::read_topic::read_topic;
 use llmopt_actuator::{live_key, write_live_config, Actuator};
 use llmopt_cloudevents::KafkaMessage;
 use llmopt_events::wire;
@@ -53,44 +52,24 @@ pub async fn run(config: &AppConfig, command: ActuatorCommand) -> anyhow::Result
     Ok(())
 }
 
-/// Every config change on the topic, in topic order, read with a throw-away consumer group.
+/// Every config change on the topic, in topic order.
 async fn read_changes(
     transport: &dyn Transport,
     names: &TopicNames,
 ) -> anyhow::Result<Vec<ConfigChange>> {
     let topic = names.name(LogicalTopic::ConfigChanges);
-    let group = format!(
-        "llmopt-rebuild-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    );
-    let mut consumer = transport
-        .subscribe(&group, std::slice::from_ref(&topic))
-        .await?;
     let registry = SchemaRegistry::current();
     let mut changes = Vec::new();
-    let mut empty_polls = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while empty_polls < 5 && std::time::Instant::now() < deadline {
-        let Some(m) = consumer.poll(Duration::from_millis(500)).await? else {
-            if !consumer.assignment()?.is_empty() {
-                empty_polls += 1;
-            }
-            continue;
-        };
-        empty_polls = 0;
+    for m in read_topic(transport, &topic, "rebuild").await? {
         let record = KafkaMessage {
-            key: m.key.clone(),
-            headers: m.headers.clone(),
-            value: m.value.clone(),
+            key: m.key,
+            headers: m.headers,
+            value: m.value,
         };
         match wire::decode_kafka::<ConfigChange>(&record, &Default::default(), &registry) {
             Ok((_, _, change)) => changes.push(change),
             Err(e) => tracing::warn!(offset = m.offset, error = %e, "skipping undecodable record"),
         }
     }
-    consumer.close().await?;
     Ok(changes)
 }

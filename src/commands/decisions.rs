@@ -6,7 +6,6 @@
 //! only from PROPOSED.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -17,6 +16,7 @@ use llmopt_transport::{LogicalTopic, OutboundMessage, TopicNames, Transport};
 
 use crate::commands::run::build_transport;
 use llmopt::config::AppConfig;
+use llmopt::read_topic::read_topic;
 
 /// `llmopt decisions ...`
 #[derive(Subcommand)]
@@ -92,32 +92,13 @@ pub async fn read_latest(
     names: &TopicNames,
 ) -> anyhow::Result<BTreeMap<String, Decision>> {
     let topic = names.name(LogicalTopic::Decisions);
-    let group = format!(
-        "llmopt-cli-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    );
-    let mut consumer = transport
-        .subscribe(&group, std::slice::from_ref(&topic))
-        .await?;
     let registry = SchemaRegistry::current();
     let mut latest = BTreeMap::new();
-    let mut empty_polls = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while empty_polls < 5 && std::time::Instant::now() < deadline {
-        let Some(m) = consumer.poll(Duration::from_millis(500)).await? else {
-            if !consumer.assignment()?.is_empty() {
-                empty_polls += 1;
-            }
-            continue;
-        };
-        empty_polls = 0;
+    for m in read_topic(transport, &topic, "cli").await? {
         let record = KafkaMessage {
-            key: m.key.clone(),
-            headers: m.headers.clone(),
-            value: m.value.clone(),
+            key: m.key,
+            headers: m.headers,
+            value: m.value,
         };
         if let Ok((_, _, d)) =
             wire::decode_kafka::<Decision>(&record, &Default::default(), &registry)
@@ -125,7 +106,6 @@ pub async fn read_latest(
             latest.insert(d.id.clone(), d);
         }
     }
-    consumer.close().await?;
     Ok(latest)
 }
 
