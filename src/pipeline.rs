@@ -62,6 +62,11 @@ pub async fn start(
     store: Arc<dyn StateStore>,
     runner_config: RunnerConfig,
 ) -> anyhow::Result<ServiceHandle> {
+    // Cores with state rebuild it from their inputs after a restart; ingest keeps none.
+    let runner_config = RunnerConfig {
+        rebuild_state: service != Service::Ingest,
+        ..runner_config
+    };
     let parts = Parts {
         transport,
         names: TopicNames::new(&config.transport),

@@ -33,9 +33,13 @@ pub struct RunnerConfig {
     /// Stop once this many consecutive polls found nothing (bounded runs: replay, tests); `None`
     /// runs until shutdown.
     pub stop_after_idle_polls: Option<u32>,
-    /// Consumer group; the service name when `None`. A new group re-reads its inputs from the
-    /// start, which is how a replay is run.
+    /// Consumer group; the topic prefix + service name when `None`. A new group re-reads its
+    /// inputs from the start, which is how a replay is run.
     pub group: Option<String>,
+    /// Before consuming, rebuild the core's state by replaying its inputs up to the group's
+    /// committed offsets (outputs discarded: they were published before). Stateful cores need
+    /// it after a restart; with no committed offsets there is nothing to replay.
+    pub rebuild_state: bool,
 }
 
 impl Default for RunnerConfig {
@@ -46,6 +50,7 @@ impl Default for RunnerConfig {
             limits: DecodeLimits::default(),
             stop_after_idle_polls: None,
             group: None,
+            rebuild_state: false,
         }
     }
 }
@@ -110,7 +115,7 @@ impl<P: Processor, E: Effects> Runner<P, E> {
 
     /// Creates missing topics and joins the consumer group; the returned [`Stage`] is then driven
     /// either continuously ([`Stage::run`]) or step by step ([`Stage::drain`]).
-    pub async fn start(self) -> Result<Stage<P, E>, RuntimeError> {
+    pub async fn start(mut self) -> Result<Stage<P, E>, RuntimeError> {
         self.transport
             .ensure_topics(&self.topics.all_specs())
             .await?;
@@ -124,7 +129,10 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             .config
             .group
             .clone()
-            .unwrap_or_else(|| self.processor.name().to_string());
+            .unwrap_or_else(|| self.topics.group(self.processor.name()));
+        if self.config.rebuild_state {
+            self.rebuild_state(&group, &inputs).await?;
+        }
         let consumer = self.transport.subscribe(&group, &inputs).await?;
         tracing::info!(service = self.processor.name(), ?inputs, "consuming");
         Ok(Stage {
@@ -134,6 +142,63 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             in_flight: VecDeque::new(),
         })
     }
+    /// Replays the inputs up to `group`'s committed offsets through the core, discarding its
+    /// outputs, so a restarted stateful core resumes with the state it had.
+    async fn rebuild_state(&mut self, group: &str, inputs: &[String]) -> Result<(), RuntimeError> {
+        let mut remaining: HashMap<(String, i32), i64> = self
+            .transport
+            .committed_offsets(group, inputs)
+            .await?
+            .into_iter()
+            .filter(|(_, offset)| *offset > 0)
+            .map(|(tp, offset)| ((tp.topic, tp.partition), offset))
+            .collect();
+        if remaining.is_empty() {
+            return Ok(());
+        }
+        let total: i64 = remaining.values().sum();
+        tracing::info!(group, records = total, "rebuilding state from the inputs");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let mut replay = self
+            .transport
+            .subscribe(&format!("{group}-rebuild-{nanos}"), inputs)
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut replayed = 0u64;
+        while !remaining.is_empty() {
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Admin(format!(
+                    "state rebuild of {group} did not finish in 10 minutes"
+                )));
+            }
+            let Some(message) = replay.poll(self.config.poll_timeout).await? else {
+                continue;
+            };
+            let tp = (message.topic.clone(), message.partition);
+            let Some(end) = remaining.get(&tp).copied() else {
+                continue;
+            };
+            if message.offset < end {
+                // Records that were dead-lettered or rejected changed no state then either.
+                if let Ok((input, _)) = self.decode(&message) {
+                    if self.processor.validate(&input).is_ok() {
+                        let _ = self.processor.process(&input);
+                        replayed += 1;
+                    }
+                }
+            }
+            if message.offset + 1 >= end {
+                remaining.remove(&tp);
+            }
+        }
+        replay.close().await?;
+        tracing::info!(group, replayed, "state rebuilt");
+        Ok(())
+    }
+
     async fn report_lag(metrics: Arc<ServiceMetrics>, consumer: &mut dyn Consumer) {
         match consumer.lag().await {
             Ok(lags) => {

@@ -68,6 +68,14 @@ pub trait Transport: Send + Sync + 'static {
     /// processed everything written so far.
     async fn group_lag(&self, group: &str, topics: &[String]) -> Result<i64, TransportError>;
 
+    /// The offsets consumer group `group` has committed on `topics` (the next offset it will
+    /// read), per partition; partitions it never committed are absent.
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(TopicPartition, i64)>, TransportError>;
+
     /// Joins consumer group `group` on `topics`. Partitions are shared among the group's members
     /// and reading starts from the group's committed offsets (earliest when there are none).
     async fn subscribe(

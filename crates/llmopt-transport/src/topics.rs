@@ -92,6 +92,12 @@ impl TopicNames {
         }
     }
 
+    /// Consumer group of a service: prefixed like the topics, so installations sharing a
+    /// cluster never share a group.
+    pub fn group(&self, service: &str) -> String {
+        format!("{}{}", self.config.topic_prefix, service)
+    }
+
     /// Specs of every pipeline topic, for creation on start.
     pub fn all_specs(&self) -> Vec<TopicSpec> {
         LogicalTopic::ALL

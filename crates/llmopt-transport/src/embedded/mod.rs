@@ -136,6 +136,25 @@ impl Transport for EmbeddedTransport {
         Ok(self.append(topic, message))
     }
 
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(TopicPartition, i64)>, TransportError> {
+        let state = self.inner.lock();
+        let Some(group) = state.groups.get(group) else {
+            return Ok(Vec::new());
+        };
+        let mut offsets: Vec<(TopicPartition, i64)> = group
+            .committed
+            .iter()
+            .filter(|(tp, _)| topics.contains(&tp.topic))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        offsets.sort();
+        Ok(offsets)
+    }
+
     async fn group_lag(&self, group: &str, topics: &[String]) -> Result<i64, TransportError> {
         let state = self.inner.lock();
         let committed = state.groups.get(group).map(|g| &g.committed);

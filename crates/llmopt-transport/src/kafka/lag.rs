@@ -4,7 +4,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client_config;
-use crate::{KafkaConfig, TransportError};
+use crate::{KafkaConfig, TopicPartition, TransportError};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,4 +50,44 @@ pub(crate) fn group_lag(
         lag += (high - done).max(0);
     }
     Ok(lag)
+}
+
+/// Committed offsets of `group` on every partition of `topics`.
+pub(crate) fn committed(
+    config: &KafkaConfig,
+    client_id: &str,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<(TopicPartition, i64)>, TransportError> {
+    let client: BaseConsumer = client_config::consumer(config, client_id, group)
+        .create()
+        .map_err(|e| TransportError::kafka("create offsets client", e))?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = client
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(|e| TransportError::kafka("metadata", e))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(topic, p.id());
+            }
+        }
+    }
+    let committed = client
+        .committed_offsets(tpl, TIMEOUT)
+        .map_err(|e| TransportError::kafka("committed offsets", e))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((
+                TopicPartition {
+                    topic: e.topic().to_string(),
+                    partition: e.partition(),
+                },
+                o,
+            )),
+            _ => None,
+        })
+        .collect())
 }

@@ -133,6 +133,19 @@ impl Transport for KafkaTransport {
         self.enqueue(topic, message)?.await
     }
 
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(crate::TopicPartition, i64)>, TransportError> {
+        let config = self.config.clone();
+        let client_id = format!("{}-offsets", self.client_id);
+        let (group, topics) = (group.to_string(), topics.to_vec());
+        tokio::task::spawn_blocking(move || lag::committed(&config, &client_id, &group, &topics))
+            .await
+            .map_err(|e| TransportError::Timeout(format!("offsets task failed: {e}")))?
+    }
+
     async fn group_lag(&self, group: &str, topics: &[String]) -> Result<i64, TransportError> {
         let config = self.config.clone();
         let client_id = format!("{}-lag", self.client_id);
