@@ -24,15 +24,6 @@ use llmopt_transport::embedded::EmbeddedTransport;
 use llmopt_transport::kafka::KafkaTransport;
 use llmopt_transport::{LogicalTopic, OutboundMessage, TopicNames, Transport, TransportConfig};
 
-fn outbound(m: KafkaMessage) -> OutboundMessage {
-    OutboundMessage {
-        key: m.key,
-        value: m.value,
-        headers: m.headers,
-        timestamp_ms: None,
-    }
-}
-
 fn valid(n: u64, format: DataFormat) -> OutboundMessage {
     let call = samples::llm_call(n);
     let meta = EventMeta {
@@ -43,7 +34,7 @@ fn valid(n: u64, format: DataFormat) -> OutboundMessage {
         traceparent: Some(format!("00-{:032x}-{:016x}-01", n + 7, n + 7)),
         subject: None,
     };
-    outbound(wire::to_kafka(&call, &meta, format).expect("encode"))
+    OutboundMessage::from(wire::to_kafka(&call, &meta, format).expect("encode"))
 }
 
 /// Malformed records, each with the `error_kind` the dead-letter record must carry.
@@ -72,7 +63,7 @@ fn malformed() -> Vec<(&'static str, OutboundMessage)> {
             data: Some(br#"{"event_time": 1, "app": "a"}"#.to_vec()),
             ..CloudEvent::default()
         };
-        outbound(llmopt_cloudevents::to_binary(&ce))
+        OutboundMessage::from(llmopt_cloudevents::to_binary(&ce))
     };
     let unknown_schema = {
         let mut m = good(9001);
@@ -94,7 +85,7 @@ fn malformed() -> Vec<(&'static str, OutboundMessage)> {
             source: "/apps/x".into(),
             ..EventMeta::default()
         };
-        outbound(wire::to_kafka(&call, &meta, DataFormat::Json).expect("encode"))
+        OutboundMessage::from(wire::to_kafka(&call, &meta, DataFormat::Json).expect("encode"))
     };
     vec![
         (

@@ -100,12 +100,7 @@ async fn aggregator_replay_from_offset_zero_is_byte_identical() {
                     ..EventMeta::default()
                 };
                 let m = wire::to_kafka(call, &meta, DataFormat::Avro).expect("encode");
-                Some(OutboundMessage {
-                    key: m.key,
-                    value: m.value,
-                    headers: m.headers,
-                    timestamp_ms: None,
-                })
+                Some(OutboundMessage::from(m))
             }
             SimEvent::ConfigChange(_) => None,
         })

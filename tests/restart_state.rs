@@ -31,12 +31,7 @@ fn telemetry(from_min: i64, to_min: i64) -> Vec<OutboundMessage> {
                     ..EventMeta::default()
                 };
                 let m = wire::to_kafka(call, &meta, DataFormat::Avro).expect("encode");
-                Some(OutboundMessage {
-                    key: m.key,
-                    value: m.value,
-                    headers: m.headers,
-                    timestamp_ms: None,
-                })
+                Some(OutboundMessage::from(m))
             }
             _ => None,
         })

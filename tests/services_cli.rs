@@ -137,12 +137,7 @@ fn raw_call(n: u64) -> OutboundMessage {
         ..EventMeta::default()
     };
     let m = wire::to_kafka(&call, &meta, DataFormat::Avro).expect("encode");
-    OutboundMessage {
-        key: m.key,
-        value: m.value,
-        headers: m.headers,
-        timestamp_ms: None,
-    }
+    OutboundMessage::from(m)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,15 +259,7 @@ async fn actuator_rebuild_recomputes_live_config_from_the_topic_alone() {
         };
         let m = wire::to_kafka(c, &meta, DataFormat::Avro).expect("encode");
         transport
-            .publish(
-                &topic,
-                OutboundMessage {
-                    key: m.key,
-                    value: m.value,
-                    headers: m.headers,
-                    timestamp_ms: None,
-                },
-            )
+            .publish(&topic, OutboundMessage::from(m))
             .await
             .expect("publish");
     }
@@ -324,15 +311,7 @@ async fn decisions_approve_publishes_the_approval() {
     let m = wire::to_kafka(&proposed, &meta, DataFormat::Avro).expect("encode");
     let topic = env.names().name(LogicalTopic::Decisions);
     transport
-        .publish(
-            &topic,
-            OutboundMessage {
-                key: m.key,
-                value: m.value,
-                headers: m.headers,
-                timestamp_ms: None,
-            },
-        )
+        .publish(&topic, OutboundMessage::from(m))
         .await
         .expect("publish");
 

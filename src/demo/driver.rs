@@ -194,7 +194,11 @@ impl ClosedLoop {
                         traceparent: None,
                         subject: None,
                     };
-                    calls.push(outbound(wire::to_kafka(call, &meta, DataFormat::Avro)?));
+                    calls.push(OutboundMessage::from(wire::to_kafka(
+                        call,
+                        &meta,
+                        DataFormat::Avro,
+                    )?));
                 }
                 SimEvent::ConfigChange(change) => {
                     let meta = EventMeta {
@@ -205,7 +209,11 @@ impl ClosedLoop {
                         traceparent: None,
                         subject: None,
                     };
-                    changes.push(outbound(wire::to_kafka(change, &meta, DataFormat::Avro)?));
+                    changes.push(OutboundMessage::from(wire::to_kafka(
+                        change,
+                        &meta,
+                        DataFormat::Avro,
+                    )?));
                 }
             }
         }
@@ -260,14 +268,5 @@ impl ClosedLoop {
     pub async fn close(self) -> anyhow::Result<Record> {
         self.console.close().await?;
         Ok(self.record)
-    }
-}
-
-fn outbound(m: KafkaMessage) -> OutboundMessage {
-    OutboundMessage {
-        key: m.key,
-        value: m.value,
-        headers: m.headers,
-        timestamp_ms: None,
     }
 }

@@ -68,15 +68,7 @@ async fn alerts_are_json_other_outputs_avro_with_ids_keys_and_trace() {
     };
     let m = wire::to_kafka(&window, &meta, DataFormat::Avro).expect("encode");
     transport
-        .publish(
-            &names.name(LogicalTopic::Windows),
-            OutboundMessage {
-                key: m.key,
-                value: m.value,
-                headers: m.headers,
-                timestamp_ms: None,
-            },
-        )
+        .publish(&names.name(LogicalTopic::Windows), OutboundMessage::from(m))
         .await
         .expect("publish");
     let runner = Runner::new(

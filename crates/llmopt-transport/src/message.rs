@@ -36,3 +36,16 @@ pub struct TopicPartition {
     pub topic: String,
     pub partition: i32,
 }
+
+/// Every record llmopt publishes is a CloudEvent in Kafka binary mode; this turns the binding's
+/// record into one to publish (broker timestamp).
+impl From<llmopt_cloudevents::KafkaMessage> for OutboundMessage {
+    fn from(m: llmopt_cloudevents::KafkaMessage) -> Self {
+        Self {
+            key: m.key,
+            value: m.value,
+            headers: m.headers,
+            timestamp_ms: None,
+        }
+    }
+}
