@@ -17,6 +17,7 @@ pub enum Contract {
     ConfigChange,
     QuantizationJob,
     ArtifactPublished,
+    QuantizationFailed,
     DeadLetter,
 }
 
@@ -66,6 +67,7 @@ contracts! {
     ConfigChange => "config_change", "io.llmopt.config_change.v1";
     QuantizationJob => "quantization_job", "io.llmopt.quantization_job.v1";
     ArtifactPublished => "artifact_published", "io.llmopt.artifact_published.v1";
+    QuantizationFailed => "quantization_failed", "io.llmopt.quantization_failed.v1";
     DeadLetter => "dead_letter", "io.llmopt.dead_letter.v1";
 }
 

@@ -209,6 +209,23 @@ pub fn artifact_published() -> ArtifactPublished {
     }
 }
 
+/// [`quantization_job`] failing because its model directory is missing.
+pub fn quantization_failed() -> QuantizationFailed {
+    let job = quantization_job();
+    QuantizationFailed {
+        id: format!("failed-{}", job.job_id),
+        job_id: job.job_id,
+        event_time: 1_767_225_790_000,
+        model_name: job.model_name,
+        model_location: job.model_location,
+        reason: QuantFailureReason::ModelNotFound,
+        message: "model directory `/models/llama-3.1-8b` does not exist".into(),
+        method: Some(job.method),
+        bits: Some(job.bits),
+        decision_id: job.decision_id,
+    }
+}
+
 /// A dead-lettered record with binary key, headers and value.
 pub fn dead_letter() -> DeadLetter {
     DeadLetter {

@@ -6,7 +6,7 @@ use thiserror::Error;
 use crate::codec::{self, CodecError};
 use crate::{
     Alert, Anomaly, ArtifactPublished, ConfigChange, Contract, DeadLetter, Decision, EventType,
-    LlmCall, QuantizationJob, SchemaRegistry, WindowAggregate,
+    LlmCall, QuantizationFailed, QuantizationJob, SchemaRegistry, WindowAggregate,
 };
 
 /// Media type of Avro single-object encoded data.
@@ -169,6 +169,7 @@ pub enum AnyEvent {
     ConfigChange(ConfigChange),
     QuantizationJob(QuantizationJob),
     ArtifactPublished(ArtifactPublished),
+    QuantizationFailed(QuantizationFailed),
     DeadLetter(DeadLetter),
 }
 
@@ -187,6 +188,9 @@ impl AnyEvent {
             Contract::QuantizationJob => AnyEvent::QuantizationJob(from_cloudevent(ce, registry)?),
             Contract::ArtifactPublished => {
                 AnyEvent::ArtifactPublished(from_cloudevent(ce, registry)?)
+            }
+            Contract::QuantizationFailed => {
+                AnyEvent::QuantizationFailed(from_cloudevent(ce, registry)?)
             }
             Contract::DeadLetter => AnyEvent::DeadLetter(from_cloudevent(ce, registry)?),
         })
@@ -222,6 +226,7 @@ impl AnyEvent {
             AnyEvent::ConfigChange(_) => Contract::ConfigChange,
             AnyEvent::QuantizationJob(_) => Contract::QuantizationJob,
             AnyEvent::ArtifactPublished(_) => Contract::ArtifactPublished,
+            AnyEvent::QuantizationFailed(_) => Contract::QuantizationFailed,
             AnyEvent::DeadLetter(_) => Contract::DeadLetter,
         }
     }
@@ -241,6 +246,7 @@ impl AnyEvent {
             AnyEvent::ConfigChange(e) => to_cloudevent(e, meta, format),
             AnyEvent::QuantizationJob(e) => to_cloudevent(e, meta, format),
             AnyEvent::ArtifactPublished(e) => to_cloudevent(e, meta, format),
+            AnyEvent::QuantizationFailed(e) => to_cloudevent(e, meta, format),
             AnyEvent::DeadLetter(e) => to_cloudevent(e, meta, format),
         }
     }

@@ -81,6 +81,7 @@ fn every_type_round_trips_through_avro_and_json() {
     round_trip(samples::config_change());
     round_trip(samples::quantization_job());
     round_trip(samples::artifact_published());
+    round_trip(samples::quantization_failed());
     round_trip(samples::dead_letter());
 }
 
@@ -210,4 +211,112 @@ fn avro_encoding_is_deterministic() {
             a
         );
     }
+}
+
+#[test]
+fn quantization_failure_reasons_match_the_schema() {
+    let reasons = [
+        QuantFailureReason::ModelNotFound,
+        QuantFailureReason::UnsupportedArchitecture,
+        QuantFailureReason::BadParameters,
+        QuantFailureReason::OutOfDisk,
+        QuantFailureReason::IoError,
+        QuantFailureReason::Internal,
+    ];
+    let Schema::Record(record) = Contract::QuantizationFailed.schema() else {
+        panic!("record expected")
+    };
+    let field = record
+        .fields
+        .iter()
+        .find(|f| f.name == "reason")
+        .expect("reason field");
+    let Schema::Enum(reason) = &field.schema else {
+        panic!("reason is an enum")
+    };
+    assert_eq!(reason.default.as_deref(), Some("INTERNAL"));
+    for (r, symbol) in reasons.iter().zip(&reason.symbols) {
+        assert_eq!(
+            serde_json::to_string(r).expect("json"),
+            format!("\"{symbol}\"")
+        );
+        assert_eq!(
+            r.as_str(),
+            symbol.to_ascii_lowercase(),
+            "metrics label of {symbol}"
+        );
+        assert_eq!(r.to_string(), r.as_str());
+    }
+    assert_eq!(reasons.len(), reason.symbols.len());
+    // apache-avro writes an enum by its Rust variant index, so every reason must survive Avro.
+    for r in reasons {
+        round_trip(QuantizationFailed {
+            reason: r,
+            ..samples::quantization_failed()
+        });
+    }
+}
+
+#[test]
+fn unknown_quantization_failure_reason_reads_as_internal() {
+    // A later producer that knows one more reason.
+    let newer_text = Contract::QuantizationFailed
+        .source()
+        .replace("\"INTERNAL\"]", "\"INTERNAL\", \"GPU_OUT_OF_MEMORY\"]");
+    assert_ne!(newer_text, Contract::QuantizationFailed.source());
+    // Only decoding is checked here: `check_evolution` (apache-avro 0.21's checker) still rejects
+    // a reader that lacks a writer symbol, even when the reader's enum has a default.
+    let newer = Schema::parse_str(&newer_text).expect("newer parses");
+
+    /// The newer producer's reason enum: apache-avro writes enums by variant index, so this
+    /// lists every symbol in schema order.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    #[allow(dead_code)]
+    enum NewerReason {
+        ModelNotFound,
+        UnsupportedArchitecture,
+        BadParameters,
+        OutOfDisk,
+        IoError,
+        Internal,
+        GpuOutOfMemory,
+    }
+    #[derive(serde::Serialize)]
+    struct Newer {
+        id: String,
+        job_id: String,
+        event_time: i64,
+        model_name: String,
+        model_location: String,
+        reason: NewerReason,
+        message: String,
+        method: Option<QuantMethod>,
+        bits: Option<i32>,
+        decision_id: Option<String>,
+    }
+    let sample = samples::quantization_failed();
+    let bytes = codec::encode_avro_with(
+        &newer,
+        &Newer {
+            id: sample.id.clone(),
+            job_id: sample.job_id.clone(),
+            event_time: sample.event_time,
+            model_name: sample.model_name.clone(),
+            model_location: sample.model_location.clone(),
+            reason: NewerReason::GpuOutOfMemory,
+            message: "CUDA out of memory".into(),
+            method: sample.method,
+            bits: sample.bits,
+            decision_id: None,
+        },
+    )
+    .expect("newer writer encodes");
+    let mut registry = SchemaRegistry::current();
+    registry.register_writer(newer);
+    let read = codec::decode_avro::<QuantizationFailed>(&bytes, &registry)
+        .expect("today's reader reads the newer reason");
+    assert_eq!(read.reason, QuantFailureReason::Internal);
+    assert_eq!(read.job_id, sample.job_id);
+    assert_eq!(read.method, Some(QuantMethod::Gptq));
 }

@@ -10,6 +10,7 @@ mod config_change;
 mod dead_letter;
 mod decision;
 mod llm_call;
+mod quantization_failed;
 mod quantization_job;
 mod window_aggregate;
 
@@ -20,6 +21,7 @@ pub use config_change::{ChangeKind, ConfigChange, RouteTarget};
 pub use dead_letter::{DeadLetter, Header};
 pub use decision::{Decision, DecisionMode, DecisionState, Evidence, Strategy};
 pub use llm_call::{CallStatus, LlmCall};
+pub use quantization_failed::{QuantFailureReason, QuantizationFailed};
 pub use quantization_job::{QuantMethod, QuantizationJob};
 pub use window_aggregate::{WindowAggregate, WindowKind};
 
