@@ -1,19 +1,21 @@
-//! The `quantizer` service: Consumes quantization jobs, compresses model weights (RTN, GPTQ) and publishes artifacts.
+//! The quantizer: compresses a self-hosted model's weights when the decision service asks for
+//! it, and says how much quality that cost.
 //!
-//! The service's deterministic core and its runner arrive with the closed-loop issues; this crate
-//! fixes its place in the workspace and the name it is known by on the bus (client ids, consumer
-//! groups, CloudEvent sources).
+//! [`model`] is a BERT encoder on burn; [`quant`] holds the rounding grids, RTN and GPTQ;
+//! [`calib`] captures the activations GPTQ needs; [`eval`] computes the quality figures;
+//! [`artifact`] writes and reads packed artifacts; [`job`] runs one job end to end and
+//! [`service`] runs jobs from the bus.
 
-/// Name used for this service's Kafka client id, consumer group and CloudEvents `source`, so
-/// that operators can tell which service wrote or read a record.
+pub mod artifact;
+pub mod calib;
+pub mod error;
+pub mod eval;
+pub mod model;
+pub mod quant;
+pub mod quantize;
+pub mod workbench;
+
+pub use error::QuantError;
+
+/// Service name: consumer group, CloudEvents source suffix, metrics label.
 pub const SERVICE_NAME: &str = "quantizer";
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn service_name_is_a_valid_consumer_group_suffix() {
-        assert!(super::SERVICE_NAME
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '-'));
-    }
-}
