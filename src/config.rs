@@ -11,6 +11,7 @@ use llmopt_aggregator::AggregatorConfig;
 use llmopt_decision::DecisionConfig;
 use llmopt_detector::DetectorConfig;
 use llmopt_ingest::IngestConfig;
+use llmopt_quantizer::QuantizerConfig;
 use llmopt_state::StateConfig;
 use llmopt_transport::TransportConfig;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,8 @@ pub struct AppConfig {
     pub detector: DetectorConfig,
     /// The decision service.
     pub decision: DecisionConfig,
+    /// The quantizer service and `llmopt quantize`.
+    pub quantizer: QuantizerConfig,
 }
 
 /// Admin endpoint settings (`[admin]`).

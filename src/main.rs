@@ -39,6 +39,9 @@ enum Command {
     /// List or create the pipeline's topics on the configured transport.
     #[command(subcommand)]
     Topics(commands::topics::TopicsCommand),
+    /// Quantize a model (RTN/GPTQ) into an artifact, evaluate artifacts, benchmark.
+    #[command(subcommand)]
+    Quantize(commands::quantize::QuantizeCommand),
     /// Show the effective configuration (file + environment), secrets redacted.
     #[command(subcommand)]
     Config(commands::config_cmd::ConfigCommand),
@@ -70,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             Command::Schemas(cmd) => commands::schemas::run(cmd),
             Command::Topics(cmd) => commands::topics::run(&config, cmd).await,
             Command::Config(cmd) => commands::config_cmd::run(&config, cmd),
+            Command::Quantize(cmd) => commands::quantize::run(&config, cmd),
         }
     })
 }

@@ -29,6 +29,9 @@ pub enum Service {
     Decision,
     /// Applies decisions to the live routing config.
     Actuator,
+    /// Runs quantization jobs and publishes artifacts (not part of the in-process demo loop:
+    /// it needs a real model on disk).
+    Quantizer,
 }
 
 impl Service {
@@ -62,9 +65,11 @@ pub async fn start(
     store: Arc<dyn StateStore>,
     runner_config: RunnerConfig,
 ) -> anyhow::Result<ServiceHandle> {
-    // Cores with state rebuild it from their inputs after a restart; ingest keeps none.
+    // Cores with state rebuild it from their inputs after a restart; ingest keeps none, and the
+    // quantizer's only state (jobs handled) lives in the state store: replaying its inputs
+    // would re-run every job.
     let runner_config = RunnerConfig {
-        rebuild_state: service != Service::Ingest,
+        rebuild_state: !matches!(service, Service::Ingest | Service::Quantizer),
         ..runner_config
     };
     let parts = Parts {
@@ -97,6 +102,14 @@ pub async fn start(
         Service::Actuator => {
             let core = llmopt_actuator::Actuator::new();
             let effects = llmopt_actuator::LiveConfigEffects::new(store);
+            parts.start(service, core, effects).await
+        }
+        Service::Quantizer => {
+            let core = llmopt_quantizer::Quantizer::new(
+                config.quantizer.clone(),
+                burn::tensor::Device::flex(),
+            );
+            let effects = llmopt_quantizer::HandledJobs::new(store);
             parts.start(service, core, effects).await
         }
     }

@@ -143,14 +143,23 @@ pub fn file_sha256(path: &Path) -> Result<String, QuantError> {
     Ok(hex(&Sha256::digest(&bytes)))
 }
 
+/// Where a quantized model came from: recorded in its manifest.
+pub struct ArtifactSource<'a> {
+    /// The job that asked for it, if any.
+    pub job_id: Option<&'a str>,
+    /// Model name.
+    pub model_name: &'a str,
+    /// The FP32 model files.
+    pub files: &'a ModelFiles,
+    /// The calibration set used.
+    pub calibration: &'a CalibrationSet,
+}
+
 /// Writes the artifact `store/name`; an existing complete artifact there is an error.
 pub fn write_artifact(
     store: &Path,
     name: &str,
-    job_id: Option<&str>,
-    source: &ModelFiles,
-    model_name: &str,
-    calibration: &CalibrationSet,
+    source: &ArtifactSource<'_>,
     model: &QuantizedModel,
     report: &Report,
 ) -> Result<WrittenArtifact, QuantError> {
@@ -168,15 +177,7 @@ pub fn write_artifact(
         std::fs::remove_dir_all(&staging).map_err(|e| QuantError::write(&staging, e))?;
     }
     std::fs::create_dir_all(&staging).map_err(|e| QuantError::write(&staging, e))?;
-    let result = write_into(
-        &staging,
-        job_id,
-        source,
-        model_name,
-        calibration,
-        model,
-        report,
-    );
+    let result = write_into(&staging, source, model, report);
     let (manifest, manifest_sha256, total_bytes) = match result {
         Ok(done) => done,
         Err(e) => {
@@ -199,13 +200,12 @@ pub fn write_artifact(
 
 fn write_into(
     dir: &Path,
-    job_id: Option<&str>,
-    source: &ModelFiles,
-    model_name: &str,
-    calibration: &CalibrationSet,
+    origin: &ArtifactSource<'_>,
     model: &QuantizedModel,
     report: &Report,
 ) -> Result<(Manifest, String, u64), QuantError> {
+    let (job_id, source, model_name, calibration) =
+        (origin.job_id, origin.files, origin.model_name, origin.calibration);
     let weights_path = dir.join(WEIGHTS_FILE);
     let bytes = serialize_weights(&source.weights, &model.tensors)?;
     std::fs::write(&weights_path, bytes).map_err(|e| QuantError::write(&weights_path, e))?;

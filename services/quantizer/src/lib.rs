@@ -10,12 +10,16 @@ pub mod artifact;
 pub mod calib;
 pub mod error;
 pub mod eval;
+pub mod job;
 pub mod model;
 pub mod quant;
 pub mod quantize;
+pub mod service;
 pub mod workbench;
 
 pub use error::QuantError;
+pub use job::QuantizerConfig;
+pub use service::{HandledJobs, Quantizer};
 
 /// Service name: consumer group, CloudEvents source suffix, metrics label.
 pub const SERVICE_NAME: &str = "quantizer";
