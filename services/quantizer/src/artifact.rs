@@ -204,8 +204,12 @@ fn write_into(
     model: &QuantizedModel,
     report: &Report,
 ) -> Result<(Manifest, String, u64), QuantError> {
-    let (job_id, source, model_name, calibration) =
-        (origin.job_id, origin.files, origin.model_name, origin.calibration);
+    let (job_id, source, model_name, calibration) = (
+        origin.job_id,
+        origin.files,
+        origin.model_name,
+        origin.calibration,
+    );
     let weights_path = dir.join(WEIGHTS_FILE);
     let bytes = serialize_weights(&source.weights, &model.tensors)?;
     std::fs::write(&weights_path, bytes).map_err(|e| QuantError::write(&weights_path, e))?;

@@ -180,7 +180,7 @@ mod tests {
     fn identical_embeddings_compare_perfectly() {
         let e = vec![vec![1.0, 0.0], vec![0.6, 0.8], vec![0.0, 1.0]];
         let q = compare(&e, &e);
-        assert!((q.mean_cosine - 1.0).abs() < 1e-12 && (q.spearman - 1.0).abs() < 1e-12);
+        assert!((q.mean_cosine - 1.0).abs() < 1e-6 && (q.spearman - 1.0).abs() < 1e-12);
         let worse = compare(&e, &[vec![1.0, 0.0], vec![0.8, 0.6], vec![0.0, 1.0]]);
         assert!(worse.min_cosine < 1.0);
     }

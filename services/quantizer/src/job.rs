@@ -79,15 +79,25 @@ pub fn plan_from(
     act_order: bool,
     embedding_bits: Option<u8>,
 ) -> Result<QuantizePlan, QuantError> {
-    let bits = u8::try_from(bits).map_err(|_| QuantError::bad(format!("bits = {bits}: supported widths are 8, 4, 3 and 2")))?;
+    let bits = u8::try_from(bits).map_err(|_| {
+        QuantError::bad(format!("bits = {bits}: supported widths are 8, 4, 3 and 2"))
+    })?;
     let grouping = match group_size {
         None | Some(-1) => Grouping::PerChannel,
         Some(g) if g > 0 => Grouping::Group(g as usize),
-        Some(g) => return Err(QuantError::bad(format!("group_size = {g}: must be positive (or absent for per-channel)"))),
+        Some(g) => {
+            return Err(QuantError::bad(format!(
+                "group_size = {g}: must be positive (or absent for per-channel)"
+            )))
+        }
     };
     let plan = QuantizePlan {
         method,
-        spec: QuantSpec { bits, grouping, symmetric },
+        spec: QuantSpec {
+            bits,
+            grouping,
+            symmetric,
+        },
         act_order,
         embedding_bits,
     };
@@ -120,10 +130,14 @@ pub fn execute(
         }
     }
     if !spec.model_dir.is_dir() {
-        return Err(QuantError::ModelNotFound { path: spec.model_dir.display().to_string() });
+        return Err(QuantError::ModelNotFound {
+            path: spec.model_dir.display().to_string(),
+        });
     }
-    let calibration = read_sentences(&spec.calibration).map_err(|e| param_file("calibration set", e))?;
-    let evaluation = read_sentences(&spec.evaluation).map_err(|e| param_file("evaluation set", e))?;
+    let calibration =
+        read_sentences(&spec.calibration).map_err(|e| param_file("calibration set", e))?;
+    let evaluation =
+        read_sentences(&spec.evaluation).map_err(|e| param_file("evaluation set", e))?;
     let bench = Workbench::new(&spec.model_dir, &calibration, &evaluation, device)?;
     let (model, took) = bench.quantize(&spec.plan, progress)?;
     let report = bench.evaluate(&model, took)?;
@@ -144,7 +158,9 @@ pub fn execute(
 /// A missing sentence file is a bad parameter of the job, not a missing model.
 fn param_file(what: &str, e: QuantError) -> QuantError {
     match e {
-        QuantError::ModelNotFound { path } => QuantError::bad(format!("{what} {path} does not exist")),
+        QuantError::ModelNotFound { path } => {
+            QuantError::bad(format!("{what} {path} does not exist"))
+        }
         other => other,
     }
 }
@@ -156,7 +172,9 @@ fn existing_artifact(dir: &Path, job_id: Option<&str>) -> Result<WrittenArtifact
     }
     let manifest_path = dir.join(MANIFEST_FILE);
     let manifest_sha256 = artifact::file_sha256(&manifest_path)?;
-    let manifest_bytes = std::fs::metadata(&manifest_path).map_err(|e| QuantError::io(&manifest_path, e))?.len();
+    let manifest_bytes = std::fs::metadata(&manifest_path)
+        .map_err(|e| QuantError::io(&manifest_path, e))?
+        .len();
     Ok(WrittenArtifact {
         dir: dir.to_path_buf(),
         total_bytes: loaded.manifest.file_bytes + manifest_bytes,

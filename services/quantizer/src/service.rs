@@ -70,11 +70,9 @@ impl Quantizer {
         let calibration = match (&job.calibration_set, &self.config.calibration_set) {
             (Some(path), _) => resolve(path),
             (None, Some(path)) => path.clone(),
-            (None, None) => {
-                return Err(QuantError::bad(
-                    "the job names no calibration_set and quantizer.calibration_set is not configured",
-                ))
-            }
+            (None, None) => return Err(QuantError::bad(
+                "the job names no calibration_set and quantizer.calibration_set is not configured",
+            )),
         };
         Ok(JobSpec {
             job_id: Some(job.job_id.clone()),
@@ -82,7 +80,11 @@ impl Quantizer {
             model_dir: resolve(&job.model_location),
             artifact_name: artifact_name(&job.model_name, &plan, Some(&job.job_id)),
             plan,
-            evaluation: self.config.evaluation_set.clone().unwrap_or_else(|| calibration.clone()),
+            evaluation: self
+                .config
+                .evaluation_set
+                .clone()
+                .unwrap_or_else(|| calibration.clone()),
             calibration,
             store: self.config.artifact_store.clone(),
         })
@@ -227,7 +229,9 @@ impl Effects for HandledJobs {
     async fn after_publish(&mut self, outputs: &[Output]) -> Result<(), RuntimeError> {
         for output in outputs {
             if let Some(id) = job_id_of(&output.event) {
-                self.store.set_add(HANDLED_JOBS_SET, id, HANDLED_JOBS_TTL).await?;
+                self.store
+                    .set_add(HANDLED_JOBS_SET, id, HANDLED_JOBS_TTL)
+                    .await?;
             }
         }
         Ok(())
