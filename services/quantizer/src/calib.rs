@@ -145,7 +145,7 @@ pub fn relative_error(gram: &Mat<f64>, original: &[f32], quantized: &[f32], cols
     let rows = original.len() / cols;
     let quadratic = |vectors: &dyn Fn(usize, usize) -> f64| -> f64 {
         // Σ_r v_r G v_rᵀ with v_r a row; G symmetric.
-        let v = Mat::<f64>::from_fn(rows, cols, |r, c| vectors(r, c));
+        let v = Mat::<f64>::from_fn(rows, cols, vectors);
         let vg = &v * gram;
         let mut total = 0.0;
         for r in 0..rows {

@@ -123,9 +123,7 @@ fn artifact_names_cannot_escape_the_store() {
     }
     let store = std::env::temp_dir().join(format!("llmopt-escape-{}", std::process::id()));
     let job = spec(&store, "../escaped", Method::Rtn, 8, None, None);
-    let err = execute(&job, Device::flex(), &mut |_| {})
-        .err()
-        .expect("refused");
+    let err = execute(&job, Device::flex(), &mut |_| {}).expect_err("refused");
     assert!(matches!(err, QuantError::BadParameters { .. }), "{err}");
     assert!(!store.join("../escaped").exists());
 }
@@ -139,9 +137,7 @@ fn bad_parameters_are_refused_before_any_work() {
         (4, Some(7)),
         (16, Some(128)),
     ] {
-        let err = plan_from(Method::Gptq, bits, group, false, true, None)
-            .err()
-            .expect("refused");
+        let err = plan_from(Method::Gptq, bits, group, false, true, None).expect_err("refused");
         assert!(matches!(err, QuantError::BadParameters { .. }), "{err}");
     }
 }
