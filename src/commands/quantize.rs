@@ -62,9 +62,13 @@ pub struct RunArgs {
     /// Quantize columns left to right instead of by decreasing Hessian diagonal (GPTQ).
     #[arg(long)]
     no_act_order: bool,
-    /// Also quantize the word embeddings at this width (per-row symmetric).
+    /// Whole-model mode: also quantize the word embeddings at this width (groups of 128), the
+    /// position embeddings at 8 bits and the unused pooler.
     #[arg(long)]
     embedding_bits: Option<u8>,
+    /// Search each grid's clipping range (better at 2-3 bits, several times slower).
+    #[arg(long)]
+    clip_search: bool,
     /// Calibration sentences, one per line (default: quantizer.calibration_set).
     #[arg(long)]
     calibration: Option<PathBuf>,
@@ -136,6 +140,7 @@ fn run_job(config: &AppConfig, args: RunArgs) -> anyhow::Result<()> {
         args.symmetric,
         !args.no_act_order,
         args.embedding_bits,
+        args.clip_search,
     )?;
     let calibration = args
         .calibration
@@ -299,6 +304,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             bits: 4,
             grouping: Grouping::Group(128),
             symmetric: false,
+            clip_search: false,
         },
         act_order: true,
         embedding_bits: None,

@@ -37,13 +37,15 @@ fn main() {
             g => Grouping::Group(g.parse().expect("group")),
         };
         let symmetric = parts.get(3) == Some(&"sym");
-        let embedding_bits = parts.get(4).map(|b| b.parse().expect("emb bits"));
+        let embedding_bits = parts.get(4).and_then(|b| b.parse().ok());
+        let clip_search = parts.get(5) == Some(&"clip");
         let plan = QuantizePlan {
             method,
             spec: QuantSpec {
                 bits,
                 grouping,
                 symmetric,
+                clip_search,
             },
             act_order: true,
             embedding_bits,

@@ -26,8 +26,11 @@ pub struct QuantizerConfig {
     pub calibration_set: Option<PathBuf>,
     /// Evaluation sentences; the calibration set when absent.
     pub evaluation_set: Option<PathBuf>,
-    /// Also quantize the word embeddings at this width (per-row symmetric RTN).
+    /// Whole-model mode: also quantize the word embeddings at this width (see
+    /// [`QuantizePlan::embedding_bits`]).
     pub embedding_bits: Option<u8>,
+    /// Search each grid's clipping range (better at 2–3 bits, several times slower).
+    pub clip_search: bool,
 }
 
 impl Default for QuantizerConfig {
@@ -38,6 +41,7 @@ impl Default for QuantizerConfig {
             calibration_set: None,
             evaluation_set: None,
             embedding_bits: None,
+            clip_search: false,
         }
     }
 }
@@ -78,6 +82,7 @@ pub fn plan_from(
     symmetric: bool,
     act_order: bool,
     embedding_bits: Option<u8>,
+    clip_search: bool,
 ) -> Result<QuantizePlan, QuantError> {
     let bits = u8::try_from(bits).map_err(|_| {
         QuantError::bad(format!("bits = {bits}: supported widths are 8, 4, 3 and 2"))
@@ -97,6 +102,7 @@ pub fn plan_from(
             bits,
             grouping,
             symmetric,
+            clip_search,
         },
         act_order,
         embedding_bits,

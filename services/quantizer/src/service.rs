@@ -58,6 +58,7 @@ impl Quantizer {
             job.symmetric,
             job.act_order,
             self.config.embedding_bits,
+            self.config.clip_search,
         )?;
         let resolve = |p: &str| {
             let p = PathBuf::from(p);

@@ -26,7 +26,7 @@ fn spec(
         job_id: Some(format!("job-{name}")),
         model_name: "all-MiniLM-L6-v2".into(),
         model_dir: common::model_dir(),
-        plan: plan_from(method, bits, group, false, true, emb).expect("plan"),
+        plan: plan_from(method, bits, group, false, true, emb, false).expect("plan"),
         calibration: shared.join("calib_sentences.txt"),
         evaluation: shared.join("eval_sentences.txt"),
         store: store.to_path_buf(),
@@ -51,7 +51,7 @@ fn round_trip_reproduces_the_evaluated_model_exactly() {
         let job = spec(&store, name, method, bits, group, emb);
         let mut progress = Vec::new();
         let written = execute(&job, device.clone(), &mut |d| progress.push(d)).expect("quantize");
-        assert_eq!(progress.len(), 36 + usize::from(emb.is_some()));
+        assert_eq!(progress.len(), 36 + if emb.is_some() { 3 } else { 0 });
         let manifest = &written.manifest;
         assert_eq!(
             manifest.files.len(),
@@ -137,7 +137,8 @@ fn bad_parameters_are_refused_before_any_work() {
         (4, Some(7)),
         (16, Some(128)),
     ] {
-        let err = plan_from(Method::Gptq, bits, group, false, true, None).expect_err("refused");
+        let err =
+            plan_from(Method::Gptq, bits, group, false, true, None, false).expect_err("refused");
         assert!(matches!(err, QuantError::BadParameters { .. }), "{err}");
     }
 }

@@ -292,6 +292,11 @@ impl Bert {
         self.word_embeddings = host_tensor_2d(weight, &self.device);
     }
 
+    /// Replaces the position-embedding matrix.
+    pub fn set_position_embeddings(&mut self, weight: &HostTensor) {
+        self.position_embeddings = host_tensor_2d(weight, &self.device);
+    }
+
     /// Embedding output: word + position + token type, LayerNorm. `[sequences * length, hidden]`.
     pub fn embed(&self, batch: &Batch) -> Tensor<2> {
         let words = self.word_embeddings.clone().select(0, batch.ids.clone());

@@ -153,7 +153,7 @@ fn fit_grids(out: &mut QuantizedTensor, w: &[f64], rows: usize, cols: usize) {
     let spec = out.spec;
     match spec.grouping {
         Grouping::PerTensor => {
-            let grid = Grid::fit(w.iter().copied(), spec.bits, spec.symmetric);
+            let grid = spec.fit(w);
             out.set_grid(0, &grid);
         }
         grouping => {
@@ -161,8 +161,8 @@ fn fit_grids(out: &mut QuantizedTensor, w: &[f64], rows: usize, cols: usize) {
             for r in 0..rows {
                 for start in (0..cols).step_by(g) {
                     let end = (start + g).min(cols);
-                    let values = (start..end).map(|c| w[c * rows + r]);
-                    let grid = Grid::fit(values, spec.bits, spec.symmetric);
+                    let values: Vec<f64> = (start..end).map(|c| w[c * rows + r]).collect();
+                    let grid = spec.fit(&values);
                     let index = out.grid_index(r, start);
                     out.set_grid(index, &grid);
                 }
@@ -246,6 +246,7 @@ mod tests {
                     bits,
                     grouping,
                     symmetric: false,
+                    clip_search: false,
                 };
                 let options = GptqOptions {
                     act_order,
@@ -271,6 +272,7 @@ mod tests {
             bits: 4,
             grouping: Grouping::Group(16),
             symmetric: false,
+            clip_search: false,
         };
         let run = |block_size| {
             let options = GptqOptions {
@@ -295,6 +297,7 @@ mod tests {
             bits: 4,
             grouping: Grouping::PerChannel,
             symmetric: false,
+            clip_search: false,
         };
         let q = quantize_gptq(&w, &h, spec, GptqOptions::default())
             .unwrap()

@@ -9,11 +9,8 @@ pub fn quantize_rtn(weight: &HostTensor, spec: QuantSpec) -> QuantizedTensor {
     let (rows, cols) = (weight.rows(), weight.cols());
     let mut q = QuantizedTensor::new(rows, cols, spec);
     let fit = |values: &[f32]| {
-        Grid::fit(
-            values.iter().map(|&v| f64::from(v)),
-            spec.bits,
-            spec.symmetric,
-        )
+        let values: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+        spec.fit(&values)
     };
     if spec.grouping == Grouping::PerTensor {
         let grid = fit(&weight.data);
@@ -71,6 +68,7 @@ mod tests {
                         bits,
                         grouping,
                         symmetric,
+                        clip_search: false,
                     };
                     let q = quantize_rtn(&w, spec);
                     assert!(q.codes.iter().all(|&c| u32::from(c) <= spec.maxq()));
@@ -87,6 +85,7 @@ mod tests {
                 bits,
                 grouping: Grouping::Group(16),
                 symmetric: false,
+                clip_search: false,
             };
             let err = max_error(&w, &quantize_rtn(&w, spec).dequantize());
             assert!(err < last);
@@ -102,6 +101,7 @@ mod tests {
                 bits: 3,
                 grouping: g,
                 symmetric: false,
+                clip_search: false,
             };
             let deq = quantize_rtn(&w, spec).dequantize();
             w.data
