@@ -1,6 +1,6 @@
 //! Round-to-nearest: every weight snapped to its group's grid, fitted on the original weights.
 
-use super::grid::{Grid, Grouping, QuantSpec};
+use super::grid::{Grouping, QuantSpec};
 use super::tensor::QuantizedTensor;
 use crate::model::HostTensor;
 
