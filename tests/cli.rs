@@ -85,7 +85,20 @@ fn schemas_check_accepts_additions_with_defaults_and_rejects_breaking_changes() 
 #[test]
 fn schemas_list_and_show() {
     let list = stdout(&llmopt(&["schemas", "list"], &[]));
-    assert_eq!(list.lines().count(), 10, "header + 9 contracts:\n{list}");
+    let contracts = llmopt_events::Contract::ALL;
+    assert_eq!(
+        list.lines().count(),
+        1 + contracts.len(),
+        "header + {} contracts:\n{list}",
+        contracts.len()
+    );
+    for contract in contracts {
+        assert!(list.contains(contract.file_name()), "{contract:?} listed");
+    }
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas"))
+        .expect("schemas/")
+        .count();
+    assert_eq!(files, contracts.len(), "every schemas/*.avsc is a contract");
     let show = stdout(&llmopt(&["schemas", "show", "llm_call"], &[]));
     assert!(show.contains("\"name\": \"LlmCall\""));
     let missing = llmopt(&["schemas", "show", "nope"], &[]);
