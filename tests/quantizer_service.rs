@@ -56,6 +56,29 @@ fn record(job: &QuantizationJob, delivery: usize) -> OutboundMessage {
     OutboundMessage::from(wire::to_kafka(job, &meta, DataFormat::Avro).expect("encode"))
 }
 
+/// A quantizer runner on the test's transport and store, stopping after `idle_polls` empty polls.
+fn worker(
+    core: Quantizer,
+    store: &Arc<RedisStore>,
+    transport: &Arc<dyn Transport>,
+    names: &TopicNames,
+    idle_polls: u32,
+) -> Runner<Quantizer, HandledJobs> {
+    Runner::new(
+        core,
+        HandledJobs::new(store.clone()),
+        transport.clone(),
+        names.clone(),
+        Arc::new(ServiceMetrics::new("quantizer")),
+        Arc::new(Health::new()),
+        RunnerConfig {
+            stop_after_idle_polls: Some(idle_polls),
+            rebuild_state: false,
+            ..RunnerConfig::default()
+        },
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_through_kafka_dedup_failures_and_keep_serving() {
     let transport: Arc<dyn Transport> =
@@ -125,19 +148,7 @@ async fn jobs_through_kafka_dedup_failures_and_keep_serving() {
         },
         burn::tensor::Device::flex(),
     );
-    let runner = Runner::new(
-        core,
-        HandledJobs::new(store.clone()),
-        transport.clone(),
-        names.clone(),
-        Arc::new(ServiceMetrics::new("quantizer")),
-        Arc::new(Health::new()),
-        RunnerConfig {
-            stop_after_idle_polls: Some(15),
-            rebuild_state: false,
-            ..RunnerConfig::default()
-        },
-    );
+    let runner = worker(core, &store, &transport, &names, 15);
     let (_trigger, stop) = shutdown::channel();
     let (_, summary) = runner.run(stop).await.expect("runner");
     assert_eq!(summary.consumed, 6);
@@ -147,7 +158,7 @@ async fn jobs_through_kafka_dedup_failures_and_keep_serving() {
         .publish(&jobs_topic, record(&gptq, 99))
         .await
         .expect("redeliver");
-    let again = Runner::new(
+    let again = worker(
         Quantizer::new(
             QuantizerConfig {
                 artifact_store: store_dir.clone(),
@@ -155,16 +166,10 @@ async fn jobs_through_kafka_dedup_failures_and_keep_serving() {
             },
             burn::tensor::Device::flex(),
         ),
-        HandledJobs::new(store.clone()),
-        transport.clone(),
-        names.clone(),
-        Arc::new(ServiceMetrics::new("quantizer")),
-        Arc::new(Health::new()),
-        RunnerConfig {
-            stop_after_idle_polls: Some(10),
-            rebuild_state: false,
-            ..RunnerConfig::default()
-        },
+        &store,
+        &transport,
+        &names,
+        10,
     );
     let (_trigger2, stop2) = shutdown::channel();
     let (_, summary2) = again.run(stop2).await.expect("second runner");

@@ -111,17 +111,7 @@ impl Grid {
     /// Fits the grid to `values` (the range always contains 0; the sym grid is centred on it).
     pub fn fit(values: impl Iterator<Item = f64>, bits: u8, symmetric: bool) -> Grid {
         let maxq = f64::from((1u32 << bits) - 1);
-        let (mut xmin, mut xmax) = (0f64, 0f64);
-        for v in values {
-            xmin = xmin.min(v);
-            xmax = xmax.max(v);
-        }
-        if symmetric {
-            xmax = xmax.max(-xmin);
-            if xmin < 0.0 {
-                xmin = -xmax;
-            }
-        }
+        let (mut xmin, mut xmax) = grid_range(values, symmetric);
         if xmin == 0.0 && xmax == 0.0 {
             xmin = -1.0;
             xmax = 1.0;
@@ -143,17 +133,7 @@ impl Grid {
         const STEPS: usize = 100;
         const MAX_SHRINK: f64 = 0.8;
         let full = Grid::fit(values.iter().copied(), bits, symmetric);
-        let (mut xmin, mut xmax) = (0f64, 0f64);
-        for &v in values {
-            xmin = xmin.min(v);
-            xmax = xmax.max(v);
-        }
-        if symmetric {
-            xmax = xmax.max(-xmin);
-            if xmin < 0.0 {
-                xmin = -xmax;
-            }
-        }
+        let (xmin, xmax) = grid_range(values.iter().copied(), symmetric);
         let error = |grid: &Grid| -> f64 {
             values
                 .iter()
@@ -199,6 +179,23 @@ impl Grid {
     pub fn round(&self, x: f64) -> f64 {
         self.value(self.code(x))
     }
+}
+
+/// The range a grid spans before any clipping: always containing 0, centred on it when
+/// symmetric.
+fn grid_range(values: impl Iterator<Item = f64>, symmetric: bool) -> (f64, f64) {
+    let (mut xmin, mut xmax) = (0f64, 0f64);
+    for v in values {
+        xmin = xmin.min(v);
+        xmax = xmax.max(v);
+    }
+    if symmetric {
+        xmax = xmax.max(-xmin);
+        if xmin < 0.0 {
+            xmin = -xmax;
+        }
+    }
+    (xmin, xmax)
 }
 
 /// Rounds a scale to fp16, keeping it positive and finite so division by it stays defined.
