@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# Starts a broker (unless LLMOPT_KAFKA_BOOTSTRAP is set) and runs the transport load test.
-#   loadtest/run.sh [--events N] [--partitions P]
+# Starts a broker (unless LLMOPT_KAFKA_BOOTSTRAP is set) and runs a load test.
+#   loadtest/run.sh [transport] [--events N] [--partitions P]
+#       the Kafka transport vs a bare rdkafka consumer, same topic
+#   loadtest/run.sh pipeline [--duration SIM_SECONDS] [--partitions P]
+#       llmopt loadgen → ingest → aggregator as processes (also starts or finds Redis) vs a bare
+#       rdkafka consume of the same raw topic
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 trap llmopt_services_down EXIT
+mode=transport
+if [[ ${1:-} == transport || ${1:-} == pipeline ]]; then mode=$1; shift; fi
 llmopt_python_env
 llmopt_broker_up
-cargo run --release --locked -p llmopt-loadtest -- transport "$@"
+if [[ $mode == pipeline ]]; then
+  llmopt_redis_up
+  cargo build --release --locked --bin llmopt
+  cargo run --release --locked -p llmopt-loadtest -- pipeline --llmopt target/release/llmopt "$@"
+else
+  cargo run --release --locked -p llmopt-loadtest -- transport "$@"
+fi

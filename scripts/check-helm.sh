@@ -406,6 +406,12 @@ redis:
 quantizer:
   enabled: true
   persistence: {enabled: false}
+otel:
+  enabled: true
+  endpoint: http://otel-collector.example.com
+networkPolicy:
+  egress:
+    - ports: [{port: 53, protocol: UDP}]
 YAML
 variant existing-claim-minimal <<'YAML'
 fullnameOverride: lo

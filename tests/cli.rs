@@ -131,6 +131,24 @@ fn config_file_is_overridden_by_environment() {
         "{overridden}"
     );
     assert!(overridden.lines().any(|l| l == "from-env.alerts"));
+
+    // Secrets from the environment are strings whatever they look like (a Kubernetes Secret
+    // holding `123456` or `[x` must not become a number or a parse error), and stay redacted.
+    let secrets = llmopt(
+        &["--config", path, "config", "show"],
+        &[
+            ("LLMOPT_TRANSPORT__KAFKA__SASL_PASSWORD", "123456"),
+            ("LLMOPT_TRANSPORT__KAFKA__SASL_USERNAME", "007"),
+            ("LLMOPT_STATE__REDIS_PASSWORD", "[not-toml"),
+        ],
+    );
+    let shown = stdout(&secrets);
+    assert!(shown.contains("sasl_username = \"007\""), "{shown}");
+    assert!(
+        !shown.contains("123456") && !shown.contains("[not-toml"),
+        "{shown}"
+    );
+    assert!(shown.contains("redis_password = \"***\""), "{shown}");
 }
 
 #[test]
@@ -213,4 +231,27 @@ fn topics_ensure_creates_missing_topics_on_the_broker() {
             "{name} has the configured partitions"
         );
     }
+}
+
+#[test]
+fn committed_fleet_config_is_what_loadgen_prints() {
+    // docker-compose mounts deploy/config/fleet.toml into every service: it must be exactly the
+    // policy `llmopt loadgen` drives, or the stack's decisions would differ from the demo's.
+    let printed = stdout(&llmopt(&["loadgen", "--print-config"], &[]));
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config/fleet.toml"),
+    )
+    .expect("deploy/config/fleet.toml");
+    assert_eq!(
+        printed, committed,
+        "regenerate with: llmopt loadgen --print-config > deploy/config/fleet.toml"
+    );
+}
+
+#[test]
+fn loadgen_refuses_the_embedded_transport_with_a_clear_message() {
+    let out = llmopt(&["loadgen", "--duration", "60"], &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("transport.kind = \"kafka\""), "{stderr}");
 }

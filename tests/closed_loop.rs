@@ -29,6 +29,7 @@ fn options() -> DemoOptions {
         step_s: 60,
         speed: 0.0,
         duration_s: None,
+        max_rate: None,
     }
 }
 
@@ -152,6 +153,7 @@ async fn default_scenario_through_kafka_and_redis_matches_embedded() {
         kind: StateKind::Redis,
         redis_url: common::redis_url(),
         key_prefix: format!("{}:", common::unique("loop")),
+        ..StateConfig::default()
     };
     let options = options();
     let (config, sim) = demo::prepare(config, &options).expect("prepare");
@@ -196,9 +198,16 @@ async fn default_scenario_through_kafka_and_redis_matches_embedded() {
     .await
     .expect("closed loop");
     let mut print = |line: String| eprintln!("kafka run: {line}");
-    let kafka = demo::drive(closed, &mut settle, store.as_ref(), &options, &mut print)
-        .await
-        .expect("kafka run");
+    let kafka = demo::drive(
+        closed,
+        &mut settle,
+        store.as_ref(),
+        &options,
+        None,
+        &mut print,
+    )
+    .await
+    .expect("kafka run");
     trigger.trigger();
     for task in tasks {
         task.await

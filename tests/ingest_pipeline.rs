@@ -287,6 +287,7 @@ async fn kafka_and_redis_mixed_stream() {
         kind: StateKind::Redis,
         redis_url: common::redis_url(),
         key_prefix: format!("{}:", common::unique("ingest")),
+        ..StateConfig::default()
     };
     let store = Arc::new(RedisStore::connect(&config).await.expect("redis"));
     mixed_stream(transport, store).await;

@@ -88,6 +88,7 @@ async fn jobs_through_kafka_dedup_failures_and_keep_serving() {
             kind: StateKind::Redis,
             redis_url: common::redis_url(),
             key_prefix: format!("{}:", common::unique("quantizer")),
+            ..StateConfig::default()
         })
         .await
         .expect("redis"),

@@ -57,6 +57,7 @@ impl Env {
             kind: StateKind::Redis,
             redis_url: common::redis_url(),
             key_prefix: self.key_prefix.clone(),
+            ..StateConfig::default()
         };
         Arc::new(RedisStore::connect(&config).await.expect("redis"))
     }

@@ -15,6 +15,7 @@ async fn redis_client() -> Arc<dyn StateStore> {
         kind: StateKind::Redis,
         redis_url: common::redis_url(),
         key_prefix: format!("{}:", common::unique("llmopt-test")),
+        ..StateConfig::default()
     };
     Arc::new(
         RedisStore::connect(&config)
@@ -29,6 +30,7 @@ async fn two_redis_clients() -> (Arc<dyn StateStore>, Arc<dyn StateStore>) {
         kind: StateKind::Redis,
         redis_url: common::redis_url(),
         key_prefix: format!("{}:", common::unique("llmopt-test")),
+        ..StateConfig::default()
     };
     let a = RedisStore::connect(&config).await.expect("client a");
     let b = RedisStore::connect(&config).await.expect("client b");
@@ -270,9 +272,31 @@ async fn redis_password_in_url_is_used() {
         kind: StateKind::Redis,
         redis_url: url,
         key_prefix: "x:".into(),
+        ..StateConfig::default()
     };
     assert!(
         RedisStore::connect(&config).await.is_err(),
         "AUTH with a password the server does not have fails"
     );
+}
+
+#[tokio::test]
+async fn redis_password_setting_overrides_the_url() {
+    // A chart keeps the URL in its ConfigMap and the password in a Secret
+    // (LLMOPT_STATE__REDIS_PASSWORD): the setting must reach the server's AUTH.
+    let config = StateConfig {
+        kind: StateKind::Redis,
+        redis_url: common::redis_url(),
+        key_prefix: "x:".into(),
+        redis_password: Some("from-a-secret".into()),
+    };
+    assert!(
+        RedisStore::connect(&config).await.is_err(),
+        "AUTH with the configured password is sent (this server has none, so it refuses)"
+    );
+    let config = StateConfig {
+        redis_password: None,
+        ..config
+    };
+    assert!(RedisStore::connect(&config).await.is_ok());
 }

@@ -3,7 +3,10 @@
 //! little.
 //!
 //! `loadtest/run.sh` brings up a broker and runs it; or set `LLMOPT_KAFKA_BOOTSTRAP` and run
-//! `cargo run --release -p llmopt-loadtest -- transport --events 200000`.
+//! `cargo run --release -p llmopt-loadtest -- transport --events 200000`. The `pipeline` mode
+//! (`loadtest/run.sh pipeline`) measures the services end to end (see [`pipeline`]).
+
+mod pipeline;
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +42,25 @@ enum Cmd {
         #[arg(long, env = "LLMOPT_KAFKA_BOOTSTRAP")]
         bootstrap: String,
     },
+    /// `llmopt loadgen` at full speed through ingest and aggregator processes; events/s end to
+    /// end next to a bare rdkafka consume of the same raw topic.
+    Pipeline {
+        /// The `llmopt` binary (build it with `cargo build --release`).
+        #[arg(long, default_value = "target/release/llmopt")]
+        llmopt: std::path::PathBuf,
+        /// Simulated seconds of the default scenario.
+        #[arg(long, default_value_t = 3600)]
+        duration: u64,
+        /// Partitions of the pipeline's topics.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Broker (defaults to $LLMOPT_KAFKA_BOOTSTRAP).
+        #[arg(long, env = "LLMOPT_KAFKA_BOOTSTRAP")]
+        bootstrap: String,
+        /// Redis (defaults to $LLMOPT_REDIS_URL).
+        #[arg(long, env = "LLMOPT_REDIS_URL")]
+        redis: String,
+    },
 }
 
 #[tokio::main]
@@ -49,6 +71,20 @@ async fn main() -> anyhow::Result<()> {
             partitions,
             bootstrap,
         } => transport(events, partitions, bootstrap).await,
+        Cmd::Pipeline {
+            llmopt,
+            duration,
+            partitions,
+            bootstrap,
+            redis,
+        } => pipeline::PipelineRun {
+            llmopt,
+            bootstrap,
+            redis,
+            duration_s: duration,
+            partitions,
+        }
+        .run(),
     }
 }
 
@@ -207,6 +243,40 @@ fn bare_loop(
             })
             .unwrap_or_default();
         decode(m.key(), m.payload(), headers, registry)?;
+        seen += 1;
+    }
+    Ok(events as f64 / first.context("no message")?.elapsed().as_secs_f64())
+}
+
+/// A bare rdkafka `BaseConsumer` reading `events` records of `topic` (count only): the ceiling
+/// any consumer of that topic on this broker can reach.
+pub(crate) fn bare_count(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    events: u64,
+) -> anyhow::Result<f64> {
+    let bare: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()?;
+    bare.subscribe(&[topic])?;
+    let mut seen = 0u64;
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen < events {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "bare consumer stalled at {seen}/{events}"
+        );
+        let Some(result) = bare.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        result?;
+        first.get_or_insert_with(Instant::now);
         seen += 1;
     }
     Ok(events as f64 / first.context("no message")?.elapsed().as_secs_f64())

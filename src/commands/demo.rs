@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use llmopt::config::AppConfig;
-use llmopt::demo::{self, report, DemoOptions};
+use llmopt::demo::{self, DemoOptions};
 use llmopt_sim::Scenario;
 
 /// `llmopt demo` options.
@@ -45,6 +45,7 @@ pub async fn run(config: &AppConfig, args: DemoArgs) -> anyhow::Result<()> {
         step_s: args.step,
         speed: args.speed,
         duration_s: args.duration,
+        max_rate: None,
     };
     let mut config = config.clone();
     config.decision.mode = llmopt_decision::config::Mode::Auto;
@@ -54,21 +55,9 @@ pub async fn run(config: &AppConfig, args: DemoArgs) -> anyhow::Result<()> {
     );
     let mut print = |line: String| println!("{line}");
     let result = demo::run_embedded(config, &options, &mut print).await?;
-    print!("{}", report::render(&result.outcome, demo::SIM_START_MS));
-    println!("\nFINAL ROUTING");
-    for ((app, route), cfg) in &result.routing {
-        let targets: Vec<String> = cfg
-            .targets
-            .iter()
-            .map(|t| format!("{}/{} {:.0}%", t.provider, t.model, t.weight * 100.0))
-            .collect();
-        println!("  {app}/{route} v{}: {}", cfg.version, targets.join(", "));
-    }
-    println!(
-        "\nprocessed {} telemetry events in {:.1} s: {:.0} events/s through ingest → aggregator → detector → decision → actuator",
-        result.calls,
-        result.elapsed.as_secs_f64(),
-        result.calls as f64 / result.elapsed.as_secs_f64()
+    print!(
+        "{}",
+        result.render("ingest → aggregator → detector → decision → actuator")
     );
     Ok(())
 }

@@ -4,6 +4,7 @@ pub mod actuator;
 pub mod config_cmd;
 pub mod decisions;
 pub mod demo;
+pub mod loadgen;
 pub mod quantize;
 pub mod run;
 pub mod schemas;

@@ -50,7 +50,18 @@ pub async fn build_state(config: &AppConfig) -> anyhow::Result<Arc<dyn StateStor
     })
 }
 
-pub async fn run(config: &AppConfig, args: RunArgs) -> anyhow::Result<()> {
+impl RunArgs {
+    /// The service's name (`ingest`, ...).
+    pub fn service_name(&self) -> &'static str {
+        self.service.name()
+    }
+}
+
+pub async fn run(
+    config: &AppConfig,
+    args: RunArgs,
+    telemetry: &llmopt::telemetry::TelemetryGuard,
+) -> anyhow::Result<()> {
     let listen =
         match args.admin_listen {
             Some(addr) => addr,
@@ -58,19 +69,26 @@ pub async fn run(config: &AppConfig, args: RunArgs) -> anyhow::Result<()> {
                 format!("admin.listen `{}` is not an address", config.admin.listen)
             })?,
         };
-    let name = format!("{:?}", args.service).to_lowercase();
-    let transport = build_transport(config, &name)?;
+    let name = args.service.name();
+    // The admin endpoint comes first: `/health` answers while the service connects, joins its
+    // group and rebuilds its state; `/ready` turns true once it has caught up.
+    let observed = pipeline::Observed::new(args.service);
+    let bound = admin::serve(listen, observed.health.clone(), observed.metrics.clone()).await?;
+    eprintln!("llmopt {name}: admin endpoint on http://{bound} (/health, /ready, /metrics)");
+    if let Some(meter) = telemetry.meter() {
+        llmopt::telemetry::mirror_prometheus(observed.metrics.registry().clone(), meter);
+    }
+    let transport = build_transport(config, name)?;
     let store = build_state(config).await?;
-    let handle = pipeline::start(
+    let handle = pipeline::start_observed(
         args.service,
         config,
         transport,
         store,
         RunnerConfig::default(),
+        observed,
     )
     .await?;
-    let bound = admin::serve(listen, handle.health.clone(), handle.metrics.clone()).await?;
-    eprintln!("llmopt {name}: admin endpoint on http://{bound} (/health, /ready, /metrics)");
     let summary = handle.stage.run_until(shutdown::on_signals()).await?;
     handle.health.set_stopping();
     eprintln!("llmopt {name}: stopped after {summary:?}");

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use llmopt_actuator::RoutingConfig;
 use llmopt_events::{AlertStatus, AnyEvent};
 use llmopt_runtime::runner::RunnerConfig;
+use llmopt_runtime::shutdown::Shutdown;
 use llmopt_sim::{FleetSpec, Scenario, Simulator};
 use llmopt_state::memory::MemoryStore;
 use llmopt_state::StateStore;
@@ -42,6 +43,8 @@ pub struct DemoOptions {
     pub speed: f64,
     /// Cut the scenario short (simulated seconds).
     pub duration_s: Option<u64>,
+    /// Most telemetry events per real second (`llmopt loadgen --rate`); `None`: no cap.
+    pub max_rate: Option<f64>,
 }
 
 /// What a run produced.
@@ -161,19 +164,20 @@ pub async fn run_embedded(
         Duration::from_millis(1),
     )
     .await?;
-    let result = drive(closed, &mut settle, store.as_ref(), options, print).await?;
+    let result = drive(closed, &mut settle, store.as_ref(), options, None, print).await?;
     for service in settle.services {
         service.stage.stop_stage().await?;
     }
     Ok(result)
 }
 
-/// Steps `closed` to the end of its scenario, settling after each step.
+/// Steps `closed` to the end of its scenario (or until `stop`), settling after each step.
 pub async fn drive(
     mut closed: ClosedLoop,
     settle: &mut dyn Settle,
     store: &dyn StateStore,
     options: &DemoOptions,
+    stop: Option<&Shutdown>,
     print: &mut (dyn FnMut(String) + Send),
 ) -> anyhow::Result<DemoResult> {
     let started = Instant::now();
@@ -181,6 +185,13 @@ pub async fn drive(
     let mut next_progress = start_ms + 600_000;
     settle.settle().await?;
     while !closed.finished() {
+        if stop.is_some_and(Shutdown::is_triggered) {
+            print(format!(
+                "[{}] stopped: summarising what ran so far",
+                clock(start_ms, closed.sim().now_ms())
+            ));
+            break;
+        }
         closed.step().await?;
         settle.settle().await?;
         for event in closed.collect().await? {
@@ -201,15 +212,21 @@ pub async fn drive(
                 closed.calls as f64 / started.elapsed().as_secs_f64()
             ));
         }
+        let mut due = Duration::ZERO;
         if options.speed > 0.0 {
-            let due = Duration::from_secs_f64((now - start_ms) as f64 / 1000.0 / options.speed);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
+            due = Duration::from_secs_f64((now - start_ms) as f64 / 1000.0 / options.speed);
+        }
+        if let Some(rate) = options.max_rate.filter(|r| *r > 0.0) {
+            due = due.max(Duration::from_secs_f64(closed.calls as f64 / rate));
+        }
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            pause(wait, stop).await;
         }
     }
     let truth = closed.sim().ground_truth();
     let end_ms = closed.sim().now_ms();
+    // An early stop ends the comparison periods where the run ended.
+    let truth: Vec<_> = truth.into_iter().filter(|t| t.start_ms < end_ms).collect();
     let mut routing = BTreeMap::new();
     for (app, route) in closed
         .sim()
@@ -232,4 +249,89 @@ pub async fn drive(
         calls,
         elapsed: started.elapsed(),
     })
+}
+
+/// Sleeps for `wait`, or less if `stop` is triggered meanwhile.
+async fn pause(wait: Duration, stop: Option<&Shutdown>) {
+    match stop {
+        Some(stop) => {
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait() => {}
+            }
+        }
+        None => tokio::time::sleep(wait).await,
+    }
+}
+
+/// What two runs of one scenario must agree on: alert ids, decision state changes and the
+/// final routing config. The embedded demo and `llmopt loadgen` against separate services
+/// report it, so a test can compare them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fingerprint {
+    /// Ids of every alert event.
+    pub alerts: std::collections::BTreeSet<String>,
+    /// `id state strategy action` of every decision event.
+    pub decisions: std::collections::BTreeSet<String>,
+    /// `app/route vVERSION provider/model=weight,...` per route.
+    pub routing: Vec<String>,
+}
+
+impl DemoResult {
+    /// See [`Fingerprint`].
+    pub fn fingerprint(&self) -> Fingerprint {
+        let alerts = self.record.alerts.iter().map(|a| a.id.clone()).collect();
+        let decisions = self
+            .record
+            .decisions
+            .iter()
+            .map(|d| format!("{} {:?} {:?} {}", d.id, d.state, d.strategy, d.action))
+            .collect();
+        let routing = self
+            .routing
+            .iter()
+            .map(|((app, route), cfg)| {
+                let targets: Vec<String> = cfg
+                    .targets
+                    .iter()
+                    .map(|t| format!("{}/{}={:.6}", t.provider, t.model, t.weight))
+                    .collect();
+                format!("{app}/{route} v{} {}", cfg.version, targets.join(","))
+            })
+            .collect();
+        Fingerprint {
+            alerts,
+            decisions,
+            routing,
+        }
+    }
+
+    /// The closing report: incidents, false alerts, cost and quality, final routing, rate.
+    pub fn render(&self, pipeline: &str) -> String {
+        use std::fmt::Write;
+        let mut out = report::render(&self.outcome, SIM_START_MS);
+        let _ = writeln!(out, "\nFINAL ROUTING");
+        for ((app, route), cfg) in &self.routing {
+            let targets: Vec<String> = cfg
+                .targets
+                .iter()
+                .map(|t| format!("{}/{} {:.0}%", t.provider, t.model, t.weight * 100.0))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {app}/{route} v{}: {}",
+                cfg.version,
+                targets.join(", ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nprocessed {} telemetry events in {:.1} s: {:.0} events/s through {pipeline}",
+            self.calls,
+            self.elapsed.as_secs_f64(),
+            self.calls as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        );
+        out
+    }
 }

@@ -67,3 +67,5 @@ pub fn shared_quant() -> std::path::PathBuf {
     );
     dir
 }
+
+pub mod process;

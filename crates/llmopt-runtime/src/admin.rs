@@ -64,6 +64,9 @@ async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
+    // Health flags are read at scrape time so the gauges never disagree with the endpoints.
+    s.metrics.ready.set(i64::from(s.health.is_ready()));
+    s.metrics.idle.set(i64::from(s.health.is_idle()));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

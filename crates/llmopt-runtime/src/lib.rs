@@ -5,7 +5,8 @@
 //! decode (dead-lettering what cannot be decoded or validated, with the original bytes), call the
 //! core, publish its outputs, and ack the input only once every output is acknowledged (the
 //! at-least-once pattern). [`admin`] serves `/health`, `/ready` and Prometheus `/metrics`;
-//! [`shutdown`] turns SIGTERM into a graceful stop.
+//! [`shutdown`] turns SIGTERM into a graceful stop; [`trace`] carries W3C trace context across
+//! the Kafka hop.
 
 pub mod admin;
 mod dead_letter;
@@ -16,6 +17,7 @@ pub mod metrics;
 mod processor;
 pub mod runner;
 pub mod shutdown;
+pub mod trace;
 
 pub use dead_letter::dead_letter_for;
 pub use effects::{Effects, NoEffects};

@@ -1,7 +1,8 @@
 //! Prometheus metrics of a service, named and labelled the way Kafka consumer dashboards expect.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The metrics every runner exports.
@@ -19,6 +20,11 @@ pub struct ServiceMetrics {
     pub processing_seconds: HistogramVec,
     /// Records behind the end of each assigned partition.
     pub consumer_lag: IntGaugeVec,
+    /// 1 while `/ready` answers 200 (alerting on a replica that never becomes ready).
+    pub ready: IntGauge,
+    /// 1 while the last poll found nothing: with `events_in_total`, tells a driver (or an
+    /// operator) that the service has caught up with its input.
+    pub idle: IntGauge,
 }
 
 impl ServiceMetrics {
@@ -61,6 +67,20 @@ impl ServiceMetrics {
         )
         .unwrap_or_else(|e| panic!("metric consumer_lag is malformed: {e}"));
         let _ = registry.register(Box::new(consumer_lag.clone()));
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::with_opts(labels(name, help))
+                .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+            let _ = registry.register(Box::new(g.clone()));
+            g
+        };
+        let ready = gauge(
+            "ready",
+            "1 while the service is ready (caught up with its input).",
+        );
+        let idle = gauge(
+            "consumer_idle",
+            "1 while the last poll of the service's input found nothing.",
+        );
         Self {
             registry,
             events_in,
@@ -69,7 +89,15 @@ impl ServiceMetrics {
             duplicates,
             processing_seconds,
             consumer_lag,
+            ready,
+            idle,
         }
+    }
+
+    /// The registry, so a service can register metrics of its own (the aggregator's fleet
+    /// metrics) and have them served on the same `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The Prometheus text exposition of every metric.

@@ -12,10 +12,12 @@ use llmopt_transport::{
     TopicNames, Transport,
 };
 
+use tracing::Instrument;
+
 use crate::health::Health;
 use crate::metrics::ServiceMetrics;
 use crate::shutdown::Shutdown;
-use crate::{dead_letter_for, Effects, Input, Output, Processor, RuntimeError};
+use crate::{dead_letter_for, trace, Effects, Input, Output, Processor, RuntimeError};
 
 /// How often consumer lag is measured (it costs a broker round trip per partition).
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
@@ -216,6 +218,10 @@ impl<P: Processor, E: Effects> Runner<P, E> {
 
     /// Decodes and processes one input and enqueues its outputs (or its dead letter). The
     /// input may be acked once the returned deliveries complete.
+    ///
+    /// Each input gets a span (target [`trace::TARGET`]) whose parent is the record's
+    /// `traceparent`; it stays open until the input is acked, and its own `traceparent` is what
+    /// the outputs carry.
     async fn handle(&mut self, message: InboundMessage) -> Result<InFlight, RuntimeError> {
         let started = Instant::now();
         self.metrics
@@ -223,13 +229,36 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             .with_label_values(&[message.topic.as_str()])
             .inc();
         self.summary.consumed += 1;
+        let decoded = self.decode(&message);
+        let span = tracing::info_span!(
+            target: "llmopt::trace",
+            "process",
+            otel.name = %format_args!("{} process", message.topic),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.topic,
+            messaging.destination.partition.id = message.partition,
+            messaging.kafka.offset = message.offset,
+            messaging.consumer.group.name = %self.processor.name(),
+        );
+        if let Ok((_, Some(incoming))) = &decoded {
+            trace::set_parent(&span, incoming);
+        }
         let mut outputs = Vec::new();
-        let delivery = match self.decode(&message) {
-            Err(e) => Some(self.dead_letter(&message, e.kind(), &e.to_string())?),
-            Ok((input, traceparent)) => {
-                if let Err(rejection) = self.processor.validate(&input) {
-                    Some(self.dead_letter(&message, rejection.kind, &rejection.message)?)
-                } else if !self.effects.admit(&input).await? {
+        let delivery =
+            match decoded {
+                Err(e) => Some(self.dead_letter(&message, e.kind(), &e.to_string(), &span)?),
+                Ok((input, incoming)) => if let Err(rejection) = self.processor.validate(&input) {
+                    Some(self.dead_letter(&message, rejection.kind, &rejection.message, &span)?)
+                } else if !self
+                    .effects
+                    .admit(&input)
+                    .instrument(
+                        tracing::info_span!(target: "llmopt::trace", parent: &span, "state admit"),
+                    )
+                    .await?
+                {
                     self.summary.duplicates += 1;
                     self.metrics
                         .duplicates
@@ -238,15 +267,16 @@ impl<P: Processor, E: Effects> Runner<P, E> {
                     None
                 } else {
                     outputs = self.processor.process(&input);
-                    self.enqueue(&outputs, traceparent.as_deref())?
-                }
-            }
-        };
+                    let traceparent = trace::traceparent(&span).or(incoming);
+                    self.enqueue(&outputs, traceparent.as_deref(), &span)?
+                },
+            };
         Ok(InFlight {
             message,
             outputs,
             delivery,
             started,
+            span,
         })
     }
 
@@ -289,10 +319,21 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         &mut self,
         outputs: &[Output],
         traceparent: Option<&str>,
+        parent: &tracing::Span,
     ) -> Result<Option<PendingDelivery>, RuntimeError> {
         if outputs.is_empty() {
             return Ok(None);
         }
+        let _publish = tracing::info_span!(
+            target: "llmopt::trace",
+            parent: parent,
+            "publish",
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "publish",
+            messaging.batch.message_count = outputs.len(),
+        )
+        .entered();
         let source = format!("llmopt/{}", self.processor.name());
         let mut deliveries = Vec::with_capacity(outputs.len());
         for output in outputs {
@@ -347,6 +388,7 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         message: &InboundMessage,
         kind: &str,
         reason: &str,
+        span: &tracing::Span,
     ) -> Result<PendingDelivery, RuntimeError> {
         tracing::warn!(topic = %message.topic, partition = message.partition,
             offset = message.offset, kind, reason, "dead-lettering record");
@@ -358,7 +400,7 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             time_ms: message.timestamp_ms.unwrap_or_default(),
             event: AnyEvent::DeadLetter(record),
         };
-        let delivery = self.enqueue(std::slice::from_ref(&output), None)?;
+        let delivery = self.enqueue(std::slice::from_ref(&output), None, span)?;
         self.summary.dead_lettered += 1;
         self.metrics.dead_letters.with_label_values(&[kind]).inc();
         Ok(delivery.unwrap_or_else(|| {
@@ -376,6 +418,8 @@ struct InFlight {
     outputs: Vec<Output>,
     delivery: Option<PendingDelivery>,
     started: Instant,
+    /// The input's span, closed when the input is acked.
+    span: tracing::Span,
 }
 
 /// Most inputs in flight before the runner waits for the oldest acknowledgement.
@@ -509,7 +553,15 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                 break;
             };
             self.consumer.ack(&done.message)?;
-            self.runner.effects.after_publish(&done.outputs).await?;
+            self.runner
+                .effects
+                .after_publish(&done.outputs)
+                .instrument(tracing::info_span!(
+                    target: "llmopt::trace",
+                    parent: &done.span,
+                    "state after_publish"
+                ))
+                .await?;
             self.runner.health.count_handled();
             self.runner
                 .metrics

@@ -19,6 +19,10 @@ pub struct StateConfig {
     pub kind: StateKind,
     /// `redis://[:password@]host:port[/db]`, or `rediss://` for TLS.
     pub redis_url: String,
+    /// Password for Redis AUTH, overriding one in `redis_url`: lets a deployment keep the URL in
+    /// plain configuration and the password in a secret (`LLMOPT_STATE__REDIS_PASSWORD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_password: Option<String>,
     /// Prefix of every key, so several installations can share one Redis.
     pub key_prefix: String,
 }
@@ -28,6 +32,7 @@ impl Default for StateConfig {
         Self {
             kind: StateKind::Embedded,
             redis_url: "redis://127.0.0.1:6379/".to_string(),
+            redis_password: None,
             key_prefix: "llmopt:".to_string(),
         }
     }

@@ -69,7 +69,11 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects to `config.redis_url`; the connection manager reconnects by itself.
     pub async fn connect(config: &StateConfig) -> Result<Self, StateError> {
-        let client = redis::Client::open(config.redis_url.as_str())?;
+        let mut info: redis::ConnectionInfo = config.redis_url.parse()?;
+        if let Some(password) = &config.redis_password {
+            info.redis.password = Some(password.clone());
+        }
+        let client = redis::Client::open(info)?;
         // One direct connection first: a wrong password or an unreachable server is reported
         // at once instead of after the manager's reconnection backoff.
         let mut probe = tokio::time::timeout(

@@ -189,6 +189,10 @@ not a merge: sprig's merges skip zero values such as an empty topic prefix).
 {{- end -}}
 {{- $_ = set $cfg "quantizer" $quantizer -}}
 {{- end -}}
+{{- if .Values.otel.enabled -}}
+{{- $telemetry := dict "otlp_endpoint" .Values.otel.endpoint "metrics_interval_s" .Values.otel.metricsIntervalSeconds -}}
+{{- $_ = set $cfg "telemetry" $telemetry -}}
+{{- end -}}
 {{- include "llmopt.intify" $cfg -}}
 {{- toToml $cfg -}}
 {{- end -}}
@@ -197,4 +201,24 @@ not a merge: sprig's merges skip zero values such as an empty topic prefix).
 {{- define "llmopt.alertsTopic" -}}
 {{- $names := dig "transport" "topic_names" dict (default dict .Values.config) -}}
 {{- default (printf "%salerts" .Values.kafka.topicPrefix) (get $names "alerts") -}}
+{{- end -}}
+
+{{/*
+OTEL_RESOURCE_ATTRIBUTES of a container (takes the component dict): where it runs (k8s.pod.name
+from the K8S_POD_NAME variable the Deployment sets from the downward API, expanded by the
+kubelet), then otel.resourceAttributes, which win on equal keys (the SDK keeps the last).
+*/}}
+{{- define "llmopt.otel.resourceAttributes" -}}
+{{- $attrs := list (printf "k8s.namespace.name=%s" .root.Release.Namespace) "k8s.pod.name=$(K8S_POD_NAME)" (printf "k8s.container.name=%s" .component) -}}
+{{- range $k, $v := .root.Values.otel.resourceAttributes -}}
+{{- $attrs = append $attrs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $attrs -}}
+{{- end -}}
+
+{{/* The collector's port, from otel.endpoint (the scheme's default when it names none: 80, or 443 should https:// ever be allowed). */}}
+{{- define "llmopt.otel.port" -}}
+{{- $url := urlParse .Values.otel.endpoint -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- if $port -}}{{ $port }}{{- else if eq $url.scheme "https" -}}443{{- else -}}80{{- end -}}
 {{- end -}}

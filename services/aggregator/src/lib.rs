@@ -12,6 +12,7 @@
 mod config;
 mod core;
 mod error;
+mod fleet_metrics;
 mod series;
 mod sketch;
 mod watermark;
@@ -20,6 +21,7 @@ mod window;
 pub use crate::config::{AggregatorConfig, HoppingConfig};
 pub use crate::core::{Aggregator, SNAPSHOT_VERSION};
 pub use crate::error::{ConfigError, SketchError, SnapshotError};
+pub use crate::fleet_metrics::FleetMetrics;
 pub use crate::sketch::{LatencySketch, RELATIVE_ACCURACY};
 pub use crate::watermark::WatermarkTracker;
 pub use crate::window::{

@@ -1,0 +1,144 @@
+//! The deployment shape end to end: the five services as separate `llmopt run` processes on the
+//! real broker and Redis, driven by `llmopt loadgen` (another process) in lock-step through their
+//! admin endpoints. The default scenario must give the same alerts, decisions and final routing
+//! as the embedded demo, and a real `/metrics` scrape must pass `promtool check metrics`.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::process::{read, Installation};
+use llmopt::config::AppConfig;
+use llmopt::demo::{self, DemoOptions, Fingerprint};
+use llmopt_sim::Scenario;
+
+const SERVICES: [&str; 5] = ["ingest", "aggregator", "detector", "decision", "actuator"];
+
+fn options() -> DemoOptions {
+    DemoOptions {
+        seed: 42,
+        scenario: Scenario::default(),
+        step_s: 60,
+        speed: 0.0,
+        duration_s: None,
+        max_rate: None,
+    }
+}
+
+/// The services' config file: what `llmopt loadgen --print-config` prints, plus a short fetch
+/// wait so idle consumers answer quickly in lock-step.
+fn fleet_config() -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llmopt"))
+        .args(["loadgen", "--print-config"])
+        .env_remove("LLMOPT_CONFIG")
+        .output()
+        .expect("llmopt loadgen --print-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let policy = String::from_utf8(out.stdout).expect("utf-8");
+    format!(
+        "[transport]\npartitions = 6\n\n[transport.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n{policy}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_against_service_processes_matches_the_embedded_demo() {
+    let mut base = AppConfig::default();
+    base.decision.mode = llmopt_decision::config::Mode::Auto;
+    let mut ignore = |_: String| {};
+    let embedded = demo::run_embedded(base, &options(), &mut ignore)
+        .await
+        .expect("embedded run")
+        .fingerprint();
+
+    let install = Installation::new("loadgen", &fleet_config());
+    let services: Vec<_> = SERVICES
+        .iter()
+        .map(|s| install.spawn_service(s, &[]))
+        .collect();
+    let lockstep = services
+        .iter()
+        .map(|s| s.url())
+        .collect::<Vec<_>>()
+        .join(",");
+    let report = install.dir.join("report.json");
+    let loadgen_log = install.dir.join("loadgen.out");
+    let status = install
+        .command(&[
+            "loadgen",
+            "--speed",
+            "0",
+            "--lockstep",
+            &lockstep,
+            "--quiet-ms",
+            "400",
+            "--report-json",
+            report.to_str().expect("path"),
+        ])
+        .stdout(std::fs::File::create(&loadgen_log).expect("log"))
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("run llmopt loadgen");
+    let output = read(&loadgen_log);
+    assert!(status.success(), "loadgen failed: {status}\n{output}");
+    assert!(
+        output.contains("INCIDENTS") && output.contains("FINAL ROUTING"),
+        "{output}"
+    );
+
+    let report: serde_json::Value = serde_json::from_str(&read(&report)).expect("report is JSON");
+    let fingerprint: Fingerprint =
+        serde_json::from_value(report["fingerprint"].clone()).expect("fingerprint");
+    assert!(!fingerprint.alerts.is_empty() && !fingerprint.decisions.is_empty());
+    assert_eq!(
+        fingerprint.routing, embedded.routing,
+        "same final routing config"
+    );
+    assert_eq!(fingerprint.decisions, embedded.decisions, "same decisions");
+    assert_eq!(fingerprint.alerts, embedded.alerts, "same alerts");
+
+    // The aggregator's scrape carries the fleet gauges, and every scrape is lint-clean.
+    let aggregator = &services[1];
+    let scrape = aggregator.metrics();
+    for gauge in [
+        "llmopt_route_window_calls{",
+        "llmopt_route_window_cost_usd{",
+        "llmopt_route_window_latency_p95_seconds{",
+        "llmopt_route_window_quality_mean{",
+        "llmopt_ready{service=\"aggregator\"} 1",
+    ] {
+        assert!(scrape.contains(gauge), "{gauge} missing from\n{scrape}");
+    }
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    for service in &services {
+        let mut lint = std::process::Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{promtool} (Debian package prometheus, installed by scripts/test.sh): {e}")
+            });
+        use std::io::Write;
+        lint.stdin
+            .take()
+            .expect("stdin")
+            .write_all(service.metrics().as_bytes())
+            .expect("feed promtool");
+        let out = lint.wait_with_output().expect("promtool");
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool check metrics on {}: {}{}",
+            service.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for service in services {
+        service.stop();
+    }
+}
