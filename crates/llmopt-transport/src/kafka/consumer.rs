@@ -33,16 +33,26 @@ impl ClientContext for RebalanceLogger {
         let mut lags = Vec::new();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                // -1 is librdkafka's unassigned pseudo-partition; a negative lag is unknown.
-                if *partition >= 0 && p.fetch_state == "active" && p.consumer_lag >= 0 {
-                    lags.push((
-                        TopicPartition {
-                            topic: topic.clone(),
-                            partition: *partition,
-                        },
-                        p.consumer_lag,
-                    ));
+                // -1 is librdkafka's unassigned pseudo-partition; partitions this member does
+                // not consume are not "active"; the end is unknown until the first fetch.
+                if *partition < 0 || p.fetch_state != "active" || p.hi_offset < 0 {
+                    continue;
                 }
+                // librdkafka's own consumer_lag is -1 for a group that never committed, which
+                // is exactly when a backlog matters: count from the log start then (the
+                // consumer starts there, auto.offset.reset = earliest).
+                let done = if p.committed_offset >= 0 {
+                    p.committed_offset
+                } else {
+                    p.lo_offset.max(0)
+                };
+                lags.push((
+                    TopicPartition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    },
+                    (p.hi_offset - done).max(0),
+                ));
             }
         }
         lags.sort_by(|a, b| (&a.0.topic, a.0.partition).cmp(&(&b.0.topic, b.0.partition)));
