@@ -293,8 +293,8 @@ prom_config() {
 check "promtool check config $PROM_CONFIG" prom_config
 
 if ((skipped > 0)); then
-  echo "prometheus checks: $passed passed, $failed failed, $skipped skipped"
+  echo "prometheus: $passed passed, $failed failed, $skipped skipped"
 else
-  echo "prometheus checks: $passed passed, $failed failed"
+  echo "prometheus: $passed passed, $failed failed"
 fi
 ((failed == 0))

@@ -27,6 +27,9 @@ enum Command {
     /// Drive services on Kafka with the simulated fleet (telemetry in, summary of alerts and
     /// decisions out); the traffic source of docker-compose, load tests and fault tests.
     Loadgen(commands::loadgen::LoadgenArgs),
+    /// Probe an admin endpoint (`/health` or `/ready`): exit 0 on HTTP 200, 1 otherwise. The
+    /// image has no shell or HTTP client, so container healthchecks run this.
+    Probe(commands::probe::ProbeArgs),
     /// Run one service as its own process (Kafka and Redis per the configuration) until SIGTERM.
     Run(commands::run::RunArgs),
     /// Rebuild the live routing config from the config-change topic.
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(args) => commands::demo::run(&config, args).await,
             Command::Run(args) => commands::run::run(&config, args, &telemetry).await,
             Command::Loadgen(args) => commands::loadgen::run(&config, args).await,
+            Command::Probe(args) => commands::probe::run(args).await,
             Command::Actuator(cmd) => commands::actuator::run(&config, cmd).await,
             Command::Decisions(cmd) => commands::decisions::run(&config, cmd).await,
             Command::Schemas(cmd) => commands::schemas::run(cmd),

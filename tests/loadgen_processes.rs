@@ -100,6 +100,30 @@ async fn loadgen_against_service_processes_matches_the_embedded_demo() {
     assert_eq!(fingerprint.decisions, embedded.decisions, "same decisions");
     assert_eq!(fingerprint.alerts, embedded.alerts, "same alerts");
 
+    // `llmopt probe` is the containers' healthcheck: 0 on a 200, non-zero otherwise.
+    let probe = |url: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_llmopt"))
+            .args(["probe", &url])
+            .env_remove("LLMOPT_CONFIG")
+            .output()
+            .expect("llmopt probe")
+            .status
+            .success()
+    };
+    assert!(probe(format!("{}/ready", services[0].url())));
+    assert!(probe(format!("{}/health", services[0].url())));
+    assert!(
+        !probe(format!("{}/nope", services[0].url())),
+        "a 404 is unhealthy"
+    );
+    assert!(
+        !probe(format!(
+            "http://127.0.0.1:{}/health",
+            common::process::free_port()
+        )),
+        "nothing listening is unhealthy"
+    );
+
     // The aggregator's scrape carries the fleet gauges, and every scrape is lint-clean.
     let aggregator = &services[1];
     let scrape = aggregator.metrics();

@@ -5,6 +5,7 @@ pub mod config_cmd;
 pub mod decisions;
 pub mod demo;
 pub mod loadgen;
+pub mod probe;
 pub mod quantize;
 pub mod run;
 pub mod schemas;

@@ -183,7 +183,7 @@ pub async fn drive(
     let started = Instant::now();
     let start_ms = closed.sim().start_ms();
     let mut next_progress = start_ms + 600_000;
-    settle.settle().await?;
+    settle_unless_stopped(settle, stop).await?;
     while !closed.finished() {
         if stop.is_some_and(Shutdown::is_triggered) {
             print(format!(
@@ -193,7 +193,7 @@ pub async fn drive(
             break;
         }
         closed.step().await?;
-        settle.settle().await?;
+        settle_unless_stopped(settle, stop).await?;
         for event in closed.collect().await? {
             if let Some(line) = console_line(start_ms, &event) {
                 print(line);
@@ -249,6 +249,24 @@ pub async fn drive(
         calls,
         elapsed: started.elapsed(),
     })
+}
+
+/// Settles the pipeline, or returns early if `stop` is triggered meanwhile (a SIGTERM must not
+/// wait for services that may never settle).
+async fn settle_unless_stopped(
+    settle: &mut dyn Settle,
+    stop: Option<&Shutdown>,
+) -> anyhow::Result<()> {
+    match stop {
+        Some(stop) => {
+            let mut stop = stop.clone();
+            tokio::select! {
+                settled = settle.settle() => settled,
+                _ = stop.wait() => Ok(()),
+            }
+        }
+        None => settle.settle().await,
+    }
 }
 
 /// Sleeps for `wait`, or less if `stop` is triggered meanwhile.
