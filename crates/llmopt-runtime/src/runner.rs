@@ -19,7 +19,7 @@ use crate::metrics::ServiceMetrics;
 use crate::shutdown::Shutdown;
 use crate::{dead_letter_for, trace, Effects, Input, Output, Processor, RuntimeError};
 
-/// How often consumer lag is measured (it costs a broker round trip per partition).
+/// How often consumer lag is exported (read from the transport: on Kafka, librdkafka's statistics).
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runner settings.
