@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use llmopt::config::AppConfig;
 use llmopt::demo::driver::{ClosedLoop, WatchIdle};
-use llmopt::demo::{self, DemoOptions, DemoResult};
+use llmopt::demo::{self, DemoOptions, DemoResult, Fingerprint};
 use llmopt::pipeline::{self, Service};
 use llmopt_events::{AlertStatus, Strategy};
 use llmopt_runtime::runner::RunnerConfig;
@@ -50,30 +49,6 @@ async fn embedded_run() -> (DemoResult, Vec<String>) {
         .filter(|l| !l.contains("events/s"))
         .collect();
     (result, lines)
-}
-
-/// What must agree between two runs: alert events, decision state changes, final routing.
-fn fingerprint(result: &DemoResult) -> (BTreeSet<String>, BTreeSet<String>, Vec<String>) {
-    let alerts = result.record.alerts.iter().map(|a| a.id.clone()).collect();
-    let decisions = result
-        .record
-        .decisions
-        .iter()
-        .map(|d| format!("{} {:?} {:?} {}", d.id, d.state, d.strategy, d.action))
-        .collect();
-    let routing = result
-        .routing
-        .iter()
-        .map(|((app, route), cfg)| {
-            let targets: Vec<String> = cfg
-                .targets
-                .iter()
-                .map(|t| format!("{}/{}={:.6}", t.provider, t.model, t.weight))
-                .collect();
-            format!("{app}/{route} v{} {}", cfg.version, targets.join(","))
-        })
-        .collect();
-    (alerts, decisions, routing)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +103,7 @@ async fn default_scenario_every_incident_alerted_and_decided_no_false_alerts() {
     // Same seed, same output.
     let (again, lines_again) = embedded_run().await;
     assert_eq!(lines, lines_again, "console output is reproducible");
-    assert_eq!(fingerprint(&result), fingerprint(&again));
+    assert_eq!(result.fingerprint(), again.fingerprint());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -215,8 +190,16 @@ async fn default_scenario_through_kafka_and_redis_matches_embedded() {
             .expect("service ran cleanly");
     }
 
-    let (e_alerts, e_decisions, e_routing) = fingerprint(&embedded);
-    let (k_alerts, k_decisions, k_routing) = fingerprint(&kafka);
+    let Fingerprint {
+        alerts: e_alerts,
+        decisions: e_decisions,
+        routing: e_routing,
+    } = embedded.fingerprint();
+    let Fingerprint {
+        alerts: k_alerts,
+        decisions: k_decisions,
+        routing: k_routing,
+    } = kafka.fingerprint();
     assert_eq!(k_routing, e_routing, "same final routing config");
     assert_eq!(k_decisions, e_decisions, "same decisions");
     assert_eq!(k_alerts, e_alerts, "same alerts");

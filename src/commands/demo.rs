@@ -2,11 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use llmopt::config::AppConfig;
 use llmopt::demo::{self, DemoOptions};
-use llmopt_sim::Scenario;
 
 /// `llmopt demo` options.
 #[derive(Args)]
@@ -30,15 +28,7 @@ pub struct DemoArgs {
 }
 
 pub async fn run(config: &AppConfig, args: DemoArgs) -> anyhow::Result<()> {
-    let scenario = match &args.scenario {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading scenario {}", path.display()))?;
-            Scenario::from_toml_str(&text)
-                .with_context(|| format!("scenario {}", path.display()))?
-        }
-        None => Scenario::default(),
-    };
+    let scenario = demo::load_scenario(args.scenario.as_deref())?;
     let options = DemoOptions {
         seed: args.seed,
         scenario,

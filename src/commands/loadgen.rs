@@ -13,7 +13,6 @@ use llmopt::demo::driver::{ClosedLoop, Settle};
 use llmopt::demo::{self, DemoOptions};
 use llmopt::loadgen::{self, AdminIdle, FreeRunning};
 use llmopt_runtime::shutdown;
-use llmopt_sim::Scenario;
 use llmopt_state::StateKind;
 use llmopt_transport::{TopicNames, TransportKind};
 
@@ -59,15 +58,7 @@ pub struct LoadgenArgs {
 }
 
 pub async fn run(config: &AppConfig, args: LoadgenArgs) -> anyhow::Result<()> {
-    let scenario = match &args.scenario {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading scenario {}", path.display()))?;
-            Scenario::from_toml_str(&text)
-                .with_context(|| format!("scenario {}", path.display()))?
-        }
-        None => Scenario::default(),
-    };
+    let scenario = demo::load_scenario(args.scenario.as_deref())?;
     let options = DemoOptions {
         seed: args.seed,
         scenario,

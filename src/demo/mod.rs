@@ -61,6 +61,19 @@ pub struct DemoResult {
     pub elapsed: Duration,
 }
 
+/// The scenario in `path` (TOML), or the built-in default one.
+pub fn load_scenario(path: Option<&std::path::Path>) -> anyhow::Result<Scenario> {
+    use anyhow::Context;
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading scenario {}", path.display()))?;
+            Scenario::from_toml_str(&text).with_context(|| format!("scenario {}", path.display()))
+        }
+        None => Ok(Scenario::default()),
+    }
+}
+
 /// The simulator and the demo's configuration for `options`.
 pub fn prepare(base: AppConfig, options: &DemoOptions) -> anyhow::Result<(AppConfig, Simulator)> {
     let fleet = FleetSpec::default();
