@@ -213,27 +213,7 @@ fn bare_loop(
     events: u64,
     registry: &SchemaRegistry,
 ) -> anyhow::Result<f64> {
-    let bare: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .create()?;
-    bare.subscribe(&[topic])?;
-    let mut seen = 0u64;
-    let mut first = None;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while seen < events {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "bare consumer stalled at {seen}/{events}"
-        );
-        let Some(result) = bare.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let m = result?;
-        first.get_or_insert_with(Instant::now);
+    bare_consume(bootstrap, group, topic, events, |m| {
         let headers = m
             .headers()
             .map(|hs| {
@@ -242,10 +222,8 @@ fn bare_loop(
                     .collect()
             })
             .unwrap_or_default();
-        decode(m.key(), m.payload(), headers, registry)?;
-        seen += 1;
-    }
-    Ok(events as f64 / first.context("no message")?.elapsed().as_secs_f64())
+        decode(m.key(), m.payload(), headers, registry)
+    })
 }
 
 /// A bare rdkafka `BaseConsumer` reading `events` records of `topic` (count only): the ceiling
@@ -255,6 +233,18 @@ pub(crate) fn bare_count(
     group: &str,
     topic: &str,
     events: u64,
+) -> anyhow::Result<f64> {
+    bare_consume(bootstrap, group, topic, events, |_| Ok(()))
+}
+
+/// Polls `events` records of `topic` with a bare `BaseConsumer` (no commits), handing each to
+/// `handle`; events/s from the first record on.
+fn bare_consume(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    events: u64,
+    mut handle: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<()>,
 ) -> anyhow::Result<f64> {
     let bare: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -275,8 +265,9 @@ pub(crate) fn bare_count(
         let Some(result) = bare.poll(Duration::from_millis(500)) else {
             continue;
         };
-        result?;
+        let m = result?;
         first.get_or_insert_with(Instant::now);
+        handle(&m)?;
         seen += 1;
     }
     Ok(events as f64 / first.context("no message")?.elapsed().as_secs_f64())
