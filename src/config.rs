@@ -26,6 +26,8 @@ pub struct AppConfig {
     pub state: StateConfig,
     /// The admin endpoint of `llmopt run`.
     pub admin: AdminConfig,
+    /// How `llmopt run` judges partitions and readiness.
+    pub runtime: RuntimeConfig,
     /// The ingest service.
     pub ingest: IngestConfig,
     /// The aggregator service.
@@ -56,6 +58,38 @@ impl Default for AdminConfig {
     }
 }
 
+/// Runtime settings (`[runtime]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuntimeConfig {
+    /// A caught-up input partition that delivered nothing for this long (processing time) is
+    /// idle: it stops holding the aggregator's watermark back.
+    pub partition_idle_after_ms: u64,
+    /// `/ready` is true only while the backlog of the owned partitions is at most this.
+    pub ready_max_backlog: i64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        let runner = llmopt_runtime::runner::RunnerConfig::default();
+        Self {
+            partition_idle_after_ms: runner.partition_idle_after.as_millis() as u64,
+            ready_max_backlog: runner.ready_max_backlog,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The runner settings of a long-running service.
+    pub fn runner(&self) -> llmopt_runtime::runner::RunnerConfig {
+        llmopt_runtime::runner::RunnerConfig {
+            partition_idle_after: std::time::Duration::from_millis(self.partition_idle_after_ms),
+            ready_max_backlog: self.ready_max_backlog,
+            ..Default::default()
+        }
+    }
+}
+
 /// Environment variables holding secrets (from Kubernetes Secrets), read as plain strings.
 const SECRET_VARS: [(&str, &str); 3] = [
     (
@@ -69,13 +103,27 @@ const SECRET_VARS: [(&str, &str); 3] = [
     ("LLMOPT_STATE__REDIS_PASSWORD", "state.redis_password"),
 ];
 
+/// The state-store key prefix of an installation whose topics start with `topic_prefix`.
+fn key_prefix_for(topic_prefix: &str) -> String {
+    let stem = topic_prefix.trim_end_matches(['.', '-', '_', ':']);
+    if stem.is_empty() {
+        "llmopt:".to_string()
+    } else {
+        format!("{stem}:")
+    }
+}
+
 impl AppConfig {
     /// Defaults ← file (if given) ← environment.
     ///
     /// Two shorthands match the test tooling: `LLMOPT_KAFKA_BOOTSTRAP` sets the bootstrap servers
     /// and `LLMOPT_REDIS_URL` the Redis URL.
+    ///
+    /// Unless `state.key_prefix` is set, it follows the topic prefix (`llmopt.` → `llmopt:`), so
+    /// two installations told apart by their topics do not share deduplication sets or live
+    /// configuration in one Redis.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(AppConfig::default()));
+        let mut figment = Figment::new();
         if let Some(path) = file {
             anyhow::ensure!(
                 path.exists(),
@@ -107,7 +155,14 @@ impl AppConfig {
                 figment = figment.merge((key, value));
             }
         }
-        figment.extract().context("invalid configuration")
+        let mut config: AppConfig = Figment::from(Serialized::defaults(AppConfig::default()))
+            .merge(figment.clone())
+            .extract()
+            .context("invalid configuration")?;
+        if figment.find_value("state.key_prefix").is_err() {
+            config.state.key_prefix = key_prefix_for(&config.transport.topic_prefix);
+        }
+        Ok(config)
     }
 
     /// The configuration as TOML with passwords replaced, safe to print or log.
@@ -131,5 +186,34 @@ impl AppConfig {
             }
         }
         Ok(toml::to_string_pretty(&shown)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> AppConfig {
+        let dir = std::env::temp_dir().join(format!(
+            "llmopt-config-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("llmopt.toml");
+        std::fs::write(&path, text).expect("write");
+        AppConfig::load(Some(&path)).expect("load")
+    }
+
+    #[test]
+    fn key_prefix_follows_the_topic_prefix_unless_set() {
+        assert_eq!(key_prefix_for("llmopt."), "llmopt:");
+        assert_eq!(key_prefix_for(""), "llmopt:");
+        let staging = load_toml("[transport]\ntopic_prefix = \"staging.\"\n");
+        assert_eq!(staging.state.key_prefix, "staging:");
+        let explicit = load_toml(
+            "[transport]\ntopic_prefix = \"staging.\"\n[state]\nkey_prefix = \"shared:\"\n",
+        );
+        assert_eq!(explicit.state.key_prefix, "shared:");
     }
 }

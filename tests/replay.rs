@@ -126,7 +126,14 @@ async fn aggregator_replay_from_offset_zero_is_byte_identical() {
 
     let original = read_all(transport.as_ref(), &names.name(LogicalTopic::Windows)).await;
     let replayed = read_all(transport.as_ref(), "llmopt.windows.replay").await;
-    assert!(original.len() > 500, "{} window events", original.len());
+    assert!(original.len() > 400, "{} window events", original.len());
+    // Read as a backlog (partitions interleaved record by record, so the quieter ones race
+    // ahead in event time), yet nothing was late: every window emitted once, at revision 0.
+    let revised: Vec<&String> = original.keys().filter(|id| !id.ends_with("/r0")).collect();
+    assert!(
+        revised.is_empty(),
+        "windows revised by late events: {revised:?}"
+    );
     assert_eq!(
         original.keys().collect::<Vec<_>>(),
         replayed.keys().collect::<Vec<_>>(),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use llmopt_runtime::runner::RunnerConfig;
 use llmopt_runtime::{admin, shutdown};
 use llmopt_state::memory::MemoryStore;
 use llmopt_state::redis::RedisStore;
@@ -85,7 +84,7 @@ pub async fn run(
         config,
         transport,
         store,
-        RunnerConfig::default(),
+        config.runtime.runner(),
         observed,
     )
     .await?;

@@ -12,8 +12,15 @@ pub trait Effects: Send {
         Ok(true)
     }
 
-    /// Runs after the outputs of an input are acknowledged by the transport.
-    async fn after_publish(&mut self, _outputs: &[Output]) -> Result<(), RuntimeError> {
+    /// Runs once the outputs of an input are acknowledged by the transport, before the input
+    /// is acked: a crash before this point redelivers the input with nothing recorded (its
+    /// outputs are published again, with the same ids), a crash after it finds the record.
+    /// `input` is the admitted input (`None` for dead letters and outputs of partition reports).
+    async fn after_publish(
+        &mut self,
+        _input: Option<&Input>,
+        _outputs: &[Output],
+    ) -> Result<(), RuntimeError> {
         Ok(())
     }
 }

@@ -16,3 +16,15 @@ pub enum RuntimeError {
     #[error("admin server: {0}")]
     Admin(String),
 }
+
+impl RuntimeError {
+    /// Whether the failure is an outage of the broker or the state store that retrying later
+    /// may get past; the runner then waits with backoff instead of stopping.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RuntimeError::Transport(e) => e.is_transient(),
+            RuntimeError::State(e) => e.is_transient(),
+            RuntimeError::Encode { .. } | RuntimeError::Admin(_) => false,
+        }
+    }
+}

@@ -56,6 +56,37 @@ pub trait Processor: Send + 'static {
     fn validate(&self, _input: &Input) -> Result<(), Rejection> {
         Ok(())
     }
+
+    /// What the runtime knows about an input partition and the core cannot see in its events:
+    /// whether records are waiting there, whether it has gone quiet (judged in processing time),
+    /// or that this instance no longer owns it. Called only when a partition's state changes,
+    /// at points that are deterministic for in-process drains; the outputs (windows an
+    /// advanced watermark closes, say) are published like a record's outputs. Event-time cores
+    /// use it to hold their watermark for a partition with a backlog instead of judging it
+    /// idle, and to skip a partition that is really silent; stateless cores ignore it.
+    fn on_partition(
+        &mut self,
+        _topic: LogicalTopic,
+        _partition: i32,
+        _state: PartitionState,
+    ) -> Vec<Output> {
+        Vec::new()
+    }
+}
+
+/// An input partition's state as the runtime sees it (see [`Processor::on_partition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PartitionState {
+    /// Owned, with records not read yet (or not known to have none yet, just after
+    /// assignment): its next records may be older than anything read elsewhere.
+    Behind,
+    /// Owned and read up to its end.
+    CaughtUp,
+    /// Owned, read up to its end and delivering nothing for the runner's idle interval:
+    /// Flink's `withIdleness`, Kafka Streams' `max.task.idle.ms`.
+    Idle,
+    /// No longer owned by this instance (rebalance or shutdown).
+    Revoked,
 }
 
 /// Why a core refuses an input: becomes the dead-letter record's reason.

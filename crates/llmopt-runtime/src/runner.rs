@@ -1,6 +1,6 @@
 //! The consume → process → publish → ack loop, the same for every service and transport.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use llmopt_events::wire::{DataFormat, EventMeta, WireError};
 use llmopt_events::{AnyEvent, SchemaRegistry};
 use llmopt_transport::{
     Consumer, Delivered, InboundMessage, LogicalTopic, OutboundMessage, PendingDelivery,
-    TopicNames, Transport,
+    TopicNames, TopicPartition, Transport,
 };
 
 use tracing::Instrument;
@@ -17,10 +17,16 @@ use tracing::Instrument;
 use crate::health::Health;
 use crate::metrics::ServiceMetrics;
 use crate::shutdown::Shutdown;
-use crate::{dead_letter_for, trace, Effects, Input, Output, Processor, RuntimeError};
+use crate::{
+    dead_letter_for, trace, Effects, Input, Output, PartitionState, Processor, RuntimeError,
+};
 
 /// How often consumer lag is exported (read from the transport: on Kafka, librdkafka's statistics).
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the run loop re-reads its assignment and each partition's progress, to tell the
+/// core about backlogs, idle partitions and revocations.
+const PARTITION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Runner settings.
 #[derive(Debug, Clone)]
@@ -42,6 +48,11 @@ pub struct RunnerConfig {
     /// committed offsets (outputs discarded: they were published before). Stateful cores need
     /// it after a restart; with no committed offsets there is nothing to replay.
     pub rebuild_state: bool,
+    /// A caught-up partition that delivered nothing for this long (processing time) is
+    /// reported [`PartitionState::Idle`], so it stops holding event-time watermarks back.
+    pub partition_idle_after: Duration,
+    /// `/ready` is true only while the owned partitions' backlog is at most this many records.
+    pub ready_max_backlog: i64,
 }
 
 impl Default for RunnerConfig {
@@ -53,6 +64,8 @@ impl Default for RunnerConfig {
             stop_after_idle_polls: None,
             group: None,
             rebuild_state: false,
+            partition_idle_after: Duration::from_secs(30),
+            ready_max_backlog: 1000,
         }
     }
 }
@@ -142,6 +155,9 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             consumer,
             since_commit: 0,
             in_flight: VecDeque::new(),
+            partitions: BTreeMap::new(),
+            partitions_checked: Instant::now(),
+            unassigned_since: Some(Instant::now()),
         })
     }
     /// Replays the inputs up to `group`'s committed offsets through the core, discarding its
@@ -168,6 +184,16 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             .transport
             .subscribe(&format!("{group}-rebuild-{nanos}"), inputs)
             .await?;
+        // The replay reads partitions in any interleaving: every one of them is behind until
+        // its end, so event-time cores hold their watermark for each (outputs were published
+        // before and are discarded).
+        for (topic, partition) in remaining.keys() {
+            if let Some(logical) = self.logical.get(topic).copied() {
+                let _ = self
+                    .processor
+                    .on_partition(logical, *partition, PartitionState::Behind);
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(600);
         let mut replayed = 0u64;
         while !remaining.is_empty() {
@@ -194,6 +220,11 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             }
             if message.offset + 1 >= end {
                 remaining.remove(&tp);
+                if let Some(logical) = self.logical.get(&tp.0).copied() {
+                    let _ = self
+                        .processor
+                        .on_partition(logical, tp.1, PartitionState::CaughtUp);
+                }
             }
         }
         replay.close().await?;
@@ -246,19 +277,13 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             trace::set_parent(&span, incoming);
         }
         let mut outputs = Vec::new();
-        let delivery =
-            match decoded {
-                Err(e) => Some(self.dead_letter(&message, e.kind(), &e.to_string(), &span)?),
-                Ok((input, incoming)) => if let Err(rejection) = self.processor.validate(&input) {
+        let mut admitted = None;
+        let delivery = match decoded {
+            Err(e) => Some(self.dead_letter(&message, e.kind(), &e.to_string(), &span)?),
+            Ok((input, incoming)) => {
+                if let Err(rejection) = self.processor.validate(&input) {
                     Some(self.dead_letter(&message, rejection.kind, &rejection.message, &span)?)
-                } else if !self
-                    .effects
-                    .admit(&input)
-                    .instrument(
-                        tracing::info_span!(target: "llmopt::trace", parent: &span, "state admit"),
-                    )
-                    .await?
-                {
+                } else if !self.admit(&input, &span).await? {
                     self.summary.duplicates += 1;
                     self.metrics
                         .duplicates
@@ -268,16 +293,38 @@ impl<P: Processor, E: Effects> Runner<P, E> {
                 } else {
                     outputs = self.processor.process(&input);
                     let traceparent = trace::traceparent(&span).or(incoming);
-                    self.enqueue(&outputs, traceparent.as_deref(), &span)?
-                },
-            };
+                    let delivery = self.enqueue(&outputs, traceparent.as_deref(), &span)?;
+                    admitted = Some(input);
+                    delivery
+                }
+            }
+        };
         Ok(InFlight {
-            message,
+            message: Some(message),
+            admitted,
             outputs,
             delivery,
             started,
             span,
         })
+    }
+
+    /// Asks the shell's effects whether to process `input`, waiting out state-store outages.
+    async fn admit(&mut self, input: &Input, span: &tracing::Span) -> Result<bool, RuntimeError> {
+        let mut outage = Outage::new(&self.health, "state store");
+        loop {
+            let attempt = self
+                .effects
+                .admit(input)
+                .instrument(
+                    tracing::info_span!(target: "llmopt::trace", parent: span, "state admit"),
+                )
+                .await;
+            match attempt {
+                Err(e) if e.is_transient() => outage.wait(&e).await,
+                result => return result,
+            }
+        }
     }
 
     fn decode(&self, message: &InboundMessage) -> Result<(Input, Option<String>), WireError> {
@@ -412,9 +459,13 @@ impl<P: Processor, E: Effects> Runner<P, E> {
     }
 }
 
-/// An input whose outputs are on their way: acked once they are acknowledged.
+/// An input whose outputs are on their way: acked once they are acknowledged. Outputs of a
+/// partition signal have no input (`message` is `None`) but keep their place in the queue, so
+/// no later offset is committed before they are acknowledged.
 struct InFlight {
-    message: InboundMessage,
+    message: Option<InboundMessage>,
+    /// The input, when the effects admitted it (handed to [`Effects::after_publish`]).
+    admitted: Option<Input>,
     outputs: Vec<Output>,
     delivery: Option<PendingDelivery>,
     started: Instant,
@@ -431,6 +482,55 @@ pub struct Stage<P: Processor, E: Effects> {
     consumer: Box<dyn Consumer>,
     since_commit: usize,
     in_flight: VecDeque<InFlight>,
+    /// Owned input partitions and what the core was last told about each.
+    partitions: BTreeMap<TopicPartition, PartitionTrack>,
+    partitions_checked: Instant,
+    /// Since when this member owns no partition (logged while it lasts).
+    unassigned_since: Option<Instant>,
+}
+
+/// The runner's view of one owned input partition.
+#[derive(Debug)]
+struct PartitionTrack {
+    /// What the core was last told (`None`: nothing yet).
+    reported: Option<PartitionState>,
+    /// Offset of the next record to read, as far as known.
+    next: Option<i64>,
+    /// The partition's end, as far as known (the highest end reported).
+    end: Option<i64>,
+    last_delivery: Instant,
+}
+
+impl PartitionTrack {
+    fn new() -> Self {
+        Self {
+            reported: None,
+            next: None,
+            end: None,
+            last_delivery: Instant::now(),
+        }
+    }
+
+    /// Records not read yet; unknown ends count as a backlog (so a just-assigned partition
+    /// holds the watermark until its end is known).
+    fn backlog(&self) -> Option<i64> {
+        match (self.next, self.end) {
+            (Some(next), Some(end)) => Some((end - next).max(0)),
+            (None, Some(0)) => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The state to report now; processing-time idleness only when `idle_after` is given.
+    fn judge(&self, idle_after: Option<Duration>) -> PartitionState {
+        match self.backlog() {
+            Some(0) if idle_after.is_some_and(|d| self.last_delivery.elapsed() >= d) => {
+                PartitionState::Idle
+            }
+            Some(0) => PartitionState::CaughtUp,
+            _ => PartitionState::Behind,
+        }
+    }
 }
 
 impl<P: Processor, E: Effects> Stage<P, E> {
@@ -446,8 +546,13 @@ impl<P: Processor, E: Effects> Stage<P, E> {
 
     /// Processes everything available until a poll of `idle` finds nothing, then commits.
     /// In-process runs call this stage after stage, which makes them deterministic.
+    ///
+    /// Partition states reach the core at points fixed by the records (a partition is behind
+    /// until its last record known at the drain's start is read), and never as idle: a drain
+    /// has no processing time, which keeps in-process runs reproducible.
     pub async fn drain(&mut self, idle: Duration) -> Result<u64, RuntimeError> {
         let mut processed = 0;
+        self.check_partitions(None).await?;
         loop {
             match self.consumer.poll(idle).await? {
                 Some(message) => {
@@ -455,7 +560,10 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                     processed += 1;
                 }
                 None if self.consumer.assignment()?.is_empty() => continue,
-                None => break,
+                None => {
+                    self.check_partitions(None).await?;
+                    break;
+                }
             }
         }
         self.complete(true).await?;
@@ -469,28 +577,53 @@ impl<P: Processor, E: Effects> Stage<P, E> {
     pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(P, RunSummary), RuntimeError> {
         let mut idle_polls = 0;
         let mut lag_reported = Instant::now();
+        let idle_after = Some(self.runner.config.partition_idle_after);
+        let health = self.runner.health.clone();
+        let mut broker_outage: Option<Outage<'_>> = None;
         loop {
             if lag_reported.elapsed() >= LAG_INTERVAL {
                 lag_reported = Instant::now();
                 let metrics = self.runner.metrics.clone();
                 Runner::<P, E>::report_lag(metrics, self.consumer.as_mut()).await;
             }
+            if self.partitions_checked.elapsed() >= PARTITION_CHECK_INTERVAL {
+                self.check_partitions(idle_after).await?;
+            }
             let polled = tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
-                polled = self.consumer.poll(self.runner.config.poll_timeout) => polled?,
+                polled = self.consumer.poll(self.runner.config.poll_timeout) => polled,
             };
-            let Some(message) = polled else {
-                if self.consumer.assignment()?.is_empty() {
-                    // Still joining the group: not caught up with anything yet.
+            let polled = match polled {
+                Ok(polled) => {
+                    broker_outage = None;
+                    polled
+                }
+                Err(e) if e.is_transient() => {
+                    let e = RuntimeError::from(e);
+                    broker_outage
+                        .get_or_insert_with(|| Outage::new(&health, "broker"))
+                        .wait(&e)
+                        .await;
                     continue;
                 }
-                // Nothing left to read: caught up. Wait for what is in flight and commit, so
-                // the group's offsets show it (lag dashboards and step barriers read them).
+                Err(e) => return Err(e.into()),
+            };
+            let Some(message) = polled else {
+                self.check_partitions(idle_after).await?;
+                if self.partitions.is_empty() {
+                    // Still joining the group (or given no partition): not caught up yet.
+                    continue;
+                }
+                // Nothing to read right now. Wait for what is in flight and commit, so the
+                // group's offsets show it (lag dashboards and step barriers read them).
                 self.complete(true).await?;
                 self.commit().await?;
-                self.runner.health.set_ready(true);
-                self.runner.health.set_idle(true);
+                let backlog = self.backlog();
+                self.runner
+                    .health
+                    .set_ready(backlog.is_some_and(|b| b <= self.runner.config.ready_max_backlog));
+                self.runner.health.set_idle(backlog == Some(0));
                 idle_polls += 1;
                 if self
                     .runner
@@ -524,10 +657,166 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         message: InboundMessage,
     ) -> Result<(), RuntimeError> {
         self.runner.health.set_idle(false);
+        let tp = TopicPartition {
+            topic: message.topic.clone(),
+            partition: message.partition,
+        };
+        if !self.partitions.contains_key(&tp) {
+            // A new assignment: the core learns which partitions are behind before it sees
+            // a record of any of them.
+            self.check_partitions(None).await?;
+        }
+        let offset = message.offset;
         let in_flight = self.runner.handle(message).await?;
         self.in_flight.push_back(in_flight);
+        self.delivered(tp, offset)?;
         let block = self.in_flight.len() > MAX_IN_FLIGHT;
         self.complete(block).await
+    }
+
+    /// Records not read yet on the owned partitions (`None`: unknown, or nothing owned).
+    fn backlog(&self) -> Option<i64> {
+        if self.partitions.is_empty() {
+            return None;
+        }
+        self.partitions.values().map(PartitionTrack::backlog).sum()
+    }
+
+    /// Re-reads the assignment and each owned partition's progress and tells the core about
+    /// every partition whose state changed. Processing-time idleness only with `idle_after`.
+    async fn check_partitions(&mut self, idle_after: Option<Duration>) -> Result<(), RuntimeError> {
+        self.partitions_checked = Instant::now();
+        let assigned: BTreeSet<TopicPartition> = self.consumer.assignment()?.into_iter().collect();
+        let revoked: Vec<TopicPartition> = self
+            .partitions
+            .keys()
+            .filter(|tp| !assigned.contains(*tp))
+            .cloned()
+            .collect();
+        for tp in revoked {
+            self.partitions.remove(&tp);
+            self.signal(&tp, PartitionState::Revoked)?;
+        }
+        self.note_assignment(assigned.len());
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        for tp in assigned {
+            self.partitions
+                .entry(tp)
+                .or_insert_with(PartitionTrack::new);
+        }
+        let progress = match self.consumer.progress().await {
+            Ok(progress) => progress,
+            Err(e) => {
+                // Unknown progress keeps partitions as they were; asked again next check.
+                tracing::warn!(error = %e, "partition progress unavailable");
+                Vec::new()
+            }
+        };
+        for progress in progress {
+            if let Some(track) = self.partitions.get_mut(&progress.partition) {
+                track.next = track.next.max(progress.position);
+                track.end = track.end.max(progress.end);
+            }
+        }
+        let changes: Vec<(TopicPartition, PartitionState)> = self
+            .partitions
+            .iter()
+            .filter_map(|(tp, track)| {
+                let state = track.judge(idle_after);
+                (track.reported != Some(state)).then(|| (tp.clone(), state))
+            })
+            .collect();
+        for (tp, state) in changes {
+            if let Some(track) = self.partitions.get_mut(&tp) {
+                track.reported = Some(state);
+            }
+            self.signal(&tp, state)?;
+        }
+        Ok(())
+    }
+
+    /// Logs (and keeps `/ready` false) while this member owns no partition: on some brokers a
+    /// group whose members all stopped at once was seen never to reassign its partitions.
+    fn note_assignment(&mut self, owned: usize) {
+        match (owned, self.unassigned_since) {
+            (0, None) => {
+                self.unassigned_since = Some(Instant::now());
+                self.runner.health.set_ready(false);
+                tracing::info!(
+                    service = self.runner.processor.name(),
+                    "waiting for partitions"
+                );
+            }
+            (0, Some(since)) if since.elapsed() >= Duration::from_secs(30) => {
+                self.unassigned_since = Some(Instant::now());
+                self.runner.health.set_ready(false);
+                tracing::warn!(
+                    service = self.runner.processor.name(),
+                    "still waiting for a partition assignment"
+                );
+            }
+            (0, Some(_)) => {}
+            (_, Some(since)) => {
+                self.unassigned_since = None;
+                tracing::info!(
+                    service = self.runner.processor.name(),
+                    partitions = owned,
+                    waited_ms = since.elapsed().as_millis() as u64,
+                    "partitions assigned"
+                );
+            }
+            (_, None) => {}
+        }
+    }
+
+    /// Notes a record read from `tp` at `offset` (after the core handled it): a partition read
+    /// up to its known end is caught up, which the core hears at once.
+    fn delivered(&mut self, tp: TopicPartition, offset: i64) -> Result<(), RuntimeError> {
+        let Some(track) = self.partitions.get_mut(&tp) else {
+            return Ok(());
+        };
+        track.next = track.next.max(Some(offset + 1));
+        track.last_delivery = Instant::now();
+        let state = track.judge(None);
+        if track.reported == Some(state) {
+            return Ok(());
+        }
+        track.reported = Some(state);
+        self.signal(&tp, state)
+    }
+
+    /// Tells the core about a partition's state and publishes what it answers.
+    fn signal(&mut self, tp: &TopicPartition, state: PartitionState) -> Result<(), RuntimeError> {
+        let Some(topic) = self.runner.logical.get(&tp.topic).copied() else {
+            return Ok(());
+        };
+        tracing::debug!(topic = %tp.topic, partition = tp.partition, ?state, "partition state");
+        let outputs = self
+            .runner
+            .processor
+            .on_partition(topic, tp.partition, state);
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let span = tracing::info_span!(
+            target: "llmopt::trace",
+            "partition state",
+            messaging.destination.name = %tp.topic,
+            messaging.destination.partition.id = tp.partition,
+            state = ?state,
+        );
+        let delivery = self.runner.enqueue(&outputs, None, &span)?;
+        self.in_flight.push_back(InFlight {
+            message: None,
+            admitted: None,
+            outputs,
+            delivery,
+            started: Instant::now(),
+            span,
+        });
+        Ok(())
     }
 
     /// Acks inputs whose outputs are acknowledged, oldest first (so offsets are committed in
@@ -552,21 +841,37 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             let Some(done) = self.in_flight.pop_front() else {
                 break;
             };
-            self.consumer.ack(&done.message)?;
-            self.runner
-                .effects
-                .after_publish(&done.outputs)
-                .instrument(tracing::info_span!(
-                    target: "llmopt::trace",
-                    parent: &done.span,
-                    "state after_publish"
-                ))
-                .await?;
+            // Effects first, then the ack: a crash in between redelivers an input whose
+            // effects are recorded, never one whose outputs are unpublished.
+            let mut outage = Outage::new(&self.runner.health, "state store");
+            loop {
+                let attempt = self
+                    .runner
+                    .effects
+                    .after_publish(done.admitted.as_ref(), &done.outputs)
+                    .instrument(tracing::info_span!(
+                        target: "llmopt::trace",
+                        parent: &done.span,
+                        "state after_publish"
+                    ))
+                    .await;
+                match attempt {
+                    Err(e) if e.is_transient() => outage.wait(&e).await,
+                    result => break result?,
+                }
+            }
+            if let Some(message) = &done.message {
+                self.consumer.ack(message)?;
+            }
+            let Some(message) = &done.message else {
+                must_wait = wait_all || self.in_flight.len() > MAX_IN_FLIGHT;
+                continue;
+            };
             self.runner.health.count_handled();
             self.runner
                 .metrics
                 .processing_seconds
-                .with_label_values(&[done.message.topic.as_str()])
+                .with_label_values(&[message.topic.as_str()])
                 .observe(done.started.elapsed().as_secs_f64());
             self.since_commit += 1;
             if self.since_commit >= self.runner.config.commit_every {
@@ -583,6 +888,39 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             self.since_commit = 0;
         }
         Ok(())
+    }
+}
+
+/// Waiting out an outage of the broker or the state store: exponential backoff from 100 ms to
+/// 5 s, `/ready` false meanwhile (and again true once the loop finds the service caught up), a
+/// warning on the first failure and every tenth. Nothing is acked or committed while waiting.
+struct Outage<'a> {
+    health: &'a Health,
+    what: &'static str,
+    attempts: u32,
+    since: Instant,
+}
+
+impl<'a> Outage<'a> {
+    fn new(health: &'a Health, what: &'static str) -> Self {
+        Self {
+            health,
+            what,
+            attempts: 0,
+            since: Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self, error: &RuntimeError) {
+        self.health.set_ready(false);
+        if self.attempts % 10 == 0 {
+            tracing::warn!(what = self.what, error = %error, attempts = self.attempts,
+                down_for_ms = self.since.elapsed().as_millis() as u64, "outage: retrying");
+        }
+        let backoff = Duration::from_millis(100u64.saturating_mul(1 << self.attempts.min(6)))
+            .min(Duration::from_secs(5));
+        self.attempts = self.attempts.saturating_add(1);
+        tokio::time::sleep(backoff).await;
     }
 }
 

@@ -23,4 +23,30 @@ impl TransportError {
     pub(crate) fn kafka(op: &'static str, source: rdkafka::error::KafkaError) -> Self {
         TransportError::Kafka { op, source }
     }
+
+    /// Whether retrying later may succeed: the broker is unreachable, restarting or moving a
+    /// partition's leadership. librdkafka reconnects by itself; the caller only waits.
+    pub fn is_transient(&self) -> bool {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        match self {
+            TransportError::Timeout(_) => true,
+            TransportError::Config(_) => false,
+            TransportError::Kafka { source, .. } => matches!(
+                source.rdkafka_error_code(),
+                Some(
+                    Code::BrokerTransportFailure
+                        | Code::AllBrokersDown
+                        | Code::NetworkException
+                        | Code::RequestTimedOut
+                        | Code::OperationTimedOut
+                        | Code::NotCoordinator
+                        | Code::CoordinatorNotAvailable
+                        | Code::CoordinatorLoadInProgress
+                        | Code::LeaderNotAvailable
+                        | Code::NotLeaderForPartition
+                        | Code::Resolve
+                )
+            ),
+        }
+    }
 }

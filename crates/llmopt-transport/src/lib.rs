@@ -26,7 +26,7 @@ pub type PendingDelivery =
 
 pub use config::{KafkaConfig, TransportConfig, TransportKind};
 pub use error::TransportError;
-pub use message::{Delivered, InboundMessage, OutboundMessage, TopicPartition};
+pub use message::{Delivered, InboundMessage, OutboundMessage, PartitionProgress, TopicPartition};
 pub use partitioner::murmur2_partition;
 pub use topics::{LogicalTopic, TopicNames, TopicSpec};
 
@@ -104,6 +104,11 @@ pub trait Consumer: Send {
     /// Records between this member's position and the end of each owned partition: the
     /// consumer lag operators alert on.
     async fn lag(&mut self) -> Result<Vec<(TopicPartition, i64)>, TransportError>;
+
+    /// Position and end of each owned partition as last known, without a broker round trip:
+    /// what the runner judges backlog and idleness from. Stale by up to the statistics
+    /// interval on Kafka; exact on the embedded log.
+    async fn progress(&mut self) -> Result<Vec<PartitionProgress>, TransportError>;
 
     /// Commits acked offsets and leaves the group, so its partitions move to other members at once.
     async fn close(self: Box<Self>) -> Result<(), TransportError>;

@@ -30,6 +30,17 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+/// How far a consumer has read an owned partition, and where that partition ends, as last
+/// known to the consumer. Either may be unknown just after assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionProgress {
+    pub partition: TopicPartition,
+    /// Offset of the next record the application will get.
+    pub position: Option<i64>,
+    /// The partition's end (high watermark): one past its last record.
+    pub end: Option<i64>,
+}
+
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {

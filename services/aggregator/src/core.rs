@@ -4,7 +4,7 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeSet;
 
 use llmopt_events::{AnyEvent, LlmCall, WindowKind};
-use llmopt_runtime::{Input, Output, Processor};
+use llmopt_runtime::{Input, Output, PartitionState, Processor};
 use llmopt_transport::LogicalTopic;
 use serde::{Deserialize, Serialize};
 
@@ -349,6 +349,26 @@ impl Processor for Aggregator {
             AnyEvent::LlmCall(call) => self.on_call(input.partition, &input.id, call),
             _ => Vec::new(),
         }
+    }
+
+    /// Feeds the runtime's partition report to the watermark; emits what an advance closes.
+    fn on_partition(
+        &mut self,
+        topic: LogicalTopic,
+        partition: i32,
+        state: PartitionState,
+    ) -> Vec<Output> {
+        if topic != LogicalTopic::Telemetry {
+            return Vec::new();
+        }
+        let before = self.watermark.current();
+        if self.watermark.report(partition, state) == before {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        self.emit_ready(Vec::new(), &mut out);
+        self.expire();
+        out
     }
 }
 

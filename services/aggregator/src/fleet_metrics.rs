@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use llmopt_events::{AnyEvent, WindowAggregate, WindowKind};
-use llmopt_runtime::{Effects, Output, RuntimeError};
+use llmopt_runtime::{Effects, Input, Output, RuntimeError};
 use prometheus::{GaugeVec, Opts, Registry};
 
 const LABELS: [&str; 4] = ["app", "route", "provider", "model"];
@@ -142,7 +142,11 @@ impl FleetMetrics {
 
 #[async_trait]
 impl Effects for FleetMetrics {
-    async fn after_publish(&mut self, outputs: &[Output]) -> Result<(), RuntimeError> {
+    async fn after_publish(
+        &mut self,
+        _input: Option<&Input>,
+        outputs: &[Output],
+    ) -> Result<(), RuntimeError> {
         for output in outputs {
             if let AnyEvent::WindowAggregate(w) = &output.event {
                 self.show(w);

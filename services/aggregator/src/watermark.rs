@@ -2,23 +2,32 @@
 
 use std::collections::BTreeMap;
 
+use llmopt_runtime::PartitionState;
 use serde::{Deserialize, Serialize};
 
 /// Tracks how far event time has progressed, so windows can be closed without a wall clock.
 ///
 /// Each partition's watermark is its max event time minus the allowed out-of-orderness. The
-/// operator watermark is the minimum over partitions that are not idle, where a partition is idle
-/// when its max event time is more than `idle_timeout_ms` behind the max over all partitions.
-/// Idleness is judged in event time only, so a replay reproduces the same watermarks; a silent
-/// partition therefore cannot stall the others for longer than the idle timeout.
+/// operator watermark is the minimum over the partitions that hold it back:
 ///
-/// The operator watermark never goes back: a partition that appears (or wakes up) behind it does
-/// not reopen closed windows; its events are late and handled by the allowed lateness.
+/// - a partition the runtime reports [`PartitionState::Behind`] (records waiting) always holds
+///   it, and one that has not delivered anything yet holds it entirely: reading a backlog in
+///   any interleaving of partitions then closes the same windows as reading it live;
+/// - a partition reported [`PartitionState::Idle`] (caught up, silent for a processing-time
+///   interval) never holds it, until its next event;
+/// - any other partition holds it unless its max event time is more than `idle_timeout_ms`
+///   behind the max over all partitions (idleness in event time, which a replay reproduces).
+///
+/// The runtime's reports are not part of the checkpoint: the runtime repeats them after every
+/// (re)assignment. The operator watermark never goes back: a partition that appears (or wakes
+/// up) behind it does not reopen closed windows; its events are late and handled by the allowed
+/// lateness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatermarkTracker {
     out_of_orderness_ms: i64,
     idle_timeout_ms: i64,
     state: WatermarkState,
+    reported: BTreeMap<i32, PartitionState>,
 }
 
 /// What a checkpoint must keep of a [`WatermarkTracker`].
@@ -37,6 +46,7 @@ impl WatermarkTracker {
             out_of_orderness_ms,
             idle_timeout_ms,
             state: WatermarkState::default(),
+            reported: BTreeMap::new(),
         }
     }
 
@@ -49,6 +59,7 @@ impl WatermarkTracker {
             out_of_orderness_ms,
             idle_timeout_ms,
             state,
+            reported: BTreeMap::new(),
         }
     }
 
@@ -58,6 +69,12 @@ impl WatermarkTracker {
 
     /// Records an event of `partition` at `event_time_ms` and returns the operator watermark.
     pub fn observe(&mut self, partition: i32, event_time_ms: i64) -> Option<i64> {
+        if let Some(reported) = self.reported.get_mut(&partition) {
+            // An event wakes an idle partition: it holds the watermark again.
+            if *reported == PartitionState::Idle {
+                *reported = PartitionState::CaughtUp;
+            }
+        }
         let max = self
             .state
             .partitions
@@ -68,25 +85,54 @@ impl WatermarkTracker {
             return self.state.current;
         }
         *max = event_time_ms;
-        let global_max = self
-            .state
-            .partitions
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(event_time_ms);
+        self.advance()
+    }
+
+    /// Takes the runtime's report on `partition` and returns the operator watermark, which may
+    /// advance (a partition caught up or went idle) but never goes back. A revoked partition
+    /// is forgotten.
+    pub fn report(&mut self, partition: i32, state: PartitionState) -> Option<i64> {
+        if state == PartitionState::Revoked {
+            self.reported.remove(&partition);
+            self.state.partitions.remove(&partition);
+        } else {
+            self.reported.insert(partition, state);
+        }
+        self.advance()
+    }
+
+    fn advance(&mut self) -> Option<i64> {
+        let waiting_for_first_record = self
+            .reported
+            .iter()
+            .any(|(p, s)| *s == PartitionState::Behind && !self.state.partitions.contains_key(p));
+        if waiting_for_first_record {
+            return self.state.current;
+        }
+        let Some(global_max) = self.state.partitions.values().copied().max() else {
+            return self.state.current;
+        };
         let candidate = self
             .state
             .partitions
-            .values()
-            .filter(|&&m| global_max.saturating_sub(m) <= self.idle_timeout_ms)
-            .map(|&m| m.saturating_sub(self.out_of_orderness_ms))
+            .iter()
+            .filter(|(p, &m)| self.holds(**p, m, global_max))
+            .map(|(_, &m)| m.saturating_sub(self.out_of_orderness_ms))
             .min();
         self.state.current = match (self.state.current, candidate) {
             (Some(current), Some(c)) => Some(current.max(c)),
             (current, c) => current.or(c),
         };
         self.state.current
+    }
+
+    /// Whether `partition`, whose max event time is `max`, holds the operator watermark back.
+    fn holds(&self, partition: i32, max: i64, global_max: i64) -> bool {
+        match self.reported.get(&partition) {
+            Some(PartitionState::Behind) => true,
+            Some(PartitionState::Idle) => false,
+            _ => global_max.saturating_sub(max) <= self.idle_timeout_ms,
+        }
     }
 
     /// The operator watermark: every window ending at or before it is complete (up to lateness).
@@ -102,12 +148,13 @@ impl WatermarkTracker {
             .map(|m| m.saturating_sub(self.out_of_orderness_ms))
     }
 
-    /// Whether `partition` is idle (too far behind the newest partition to hold the watermark).
+    /// Whether `partition` is idle: it does not hold the watermark back (reported idle, or too
+    /// far behind the newest partition while not behind on records).
     pub fn is_idle(&self, partition: i32) -> bool {
         let global_max = self.state.partitions.values().copied().max();
         match (self.state.partitions.get(&partition), global_max) {
-            (Some(&m), Some(g)) => g.saturating_sub(m) > self.idle_timeout_ms,
-            _ => false,
+            (Some(&m), Some(g)) => !self.holds(partition, m, g),
+            _ => self.reported.get(&partition) == Some(&PartitionState::Idle),
         }
     }
 }
@@ -148,5 +195,39 @@ mod tests {
         assert!(w.is_idle(1));
         // It wakes up behind the watermark: the watermark does not go back.
         assert_eq!(w.observe(1, 110_000), Some(125_001));
+    }
+
+    #[test]
+    fn a_partition_behind_on_records_is_never_idle() {
+        let mut w = WatermarkTracker::new(5_000, 30_000);
+        w.report(0, PartitionState::Behind);
+        w.report(1, PartitionState::Behind);
+        w.observe(1, 100_000);
+        // Partition 0 has records waiting but none read yet: nothing advances.
+        assert_eq!(w.observe(1, 4_000_000), None);
+        assert_eq!(w.observe(0, 100_000), Some(95_000));
+        // Hours ahead on partition 1; partition 0 is still behind, so it holds.
+        assert_eq!(w.observe(1, 9_000_000), Some(95_000));
+        assert!(!w.is_idle(0));
+        // Caught up: the event-time rule applies again, and it is far behind.
+        assert_eq!(w.report(0, PartitionState::CaughtUp), Some(8_995_000));
+        assert!(w.is_idle(0));
+    }
+
+    #[test]
+    fn processing_time_idleness_releases_and_an_event_wakes() {
+        let mut w = WatermarkTracker::new(5_000, 300_000);
+        w.observe(0, 100_000);
+        w.observe(1, 200_000);
+        assert_eq!(w.current(), Some(95_000));
+        // Within the event-time idle timeout, only the runtime's report releases it.
+        assert_eq!(w.report(0, PartitionState::Idle), Some(195_000));
+        assert!(w.is_idle(0));
+        // An event from it wakes it: it holds again (from its new max).
+        assert_eq!(w.observe(0, 196_000), Some(195_000));
+        assert!(!w.is_idle(0));
+        assert_eq!(w.observe(1, 260_000), Some(195_000));
+        // Revoked: forgotten.
+        assert_eq!(w.report(0, PartitionState::Revoked), Some(255_000));
     }
 }

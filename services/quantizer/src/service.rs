@@ -227,7 +227,11 @@ impl Effects for HandledJobs {
         }
     }
 
-    async fn after_publish(&mut self, outputs: &[Output]) -> Result<(), RuntimeError> {
+    async fn after_publish(
+        &mut self,
+        _input: Option<&Input>,
+        outputs: &[Output],
+    ) -> Result<(), RuntimeError> {
         for output in outputs {
             if let Some(id) = job_id_of(&output.event) {
                 self.store

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::Inner;
-use crate::{Consumer, InboundMessage, TopicPartition, TransportError};
+use crate::{Consumer, InboundMessage, PartitionProgress, TopicPartition, TransportError};
 
 /// A member of a consumer group on the embedded log.
 pub struct EmbeddedConsumer {
@@ -187,6 +187,29 @@ impl Consumer for EmbeddedConsumer {
                     .map_or(0, |log| log.len() as i64);
                 let position = self.positions.get(tp).copied().unwrap_or(0);
                 (tp.clone(), (end - position).max(0))
+            })
+            .collect())
+    }
+
+    async fn progress(&mut self) -> Result<Vec<PartitionProgress>, TransportError> {
+        if !self.active {
+            return Ok(Vec::new());
+        }
+        let state = self.inner.lock();
+        Ok(self
+            .assigned
+            .iter()
+            .map(|tp| {
+                let end = state
+                    .topics
+                    .get(&tp.topic)
+                    .and_then(|parts| parts.get(tp.partition as usize))
+                    .map_or(0, |log| log.len() as i64);
+                PartitionProgress {
+                    partition: tp.clone(),
+                    position: Some(self.positions.get(tp).copied().unwrap_or(0)),
+                    end: Some(end),
+                }
             })
             .collect())
     }

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,13 +10,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::client_config;
-use crate::{Consumer, InboundMessage, KafkaConfig, TopicPartition, TransportError};
+use crate::{
+    Consumer, InboundMessage, KafkaConfig, PartitionProgress, TopicPartition, TransportError,
+};
 
-/// How often librdkafka reports statistics, from which consumer lag is read.
-const STATISTICS_INTERVAL_MS: &str = "5000";
+/// How often librdkafka reports statistics, from which consumer lag and each partition's
+/// progress (backlog, for the runner's watermark hints) are read.
+const STATISTICS_INTERVAL_MS: &str = "1000";
 
 /// Logs group rebalances, which are the first thing to look at when a consumer stalls, and keeps
 /// the consumer lag of the assigned partitions from librdkafka's periodic statistics.
@@ -25,12 +29,20 @@ const STATISTICS_INTERVAL_MS: &str = "5000";
 /// topics × 6 partitions for seconds every measurement.
 pub struct RebalanceLogger {
     group: String,
-    lags: Arc<Mutex<Vec<(TopicPartition, i64)>>>,
+    reading: Arc<Mutex<Reading>>,
+}
+
+/// What the last statistics said about the assigned partitions.
+#[derive(Default)]
+struct Reading {
+    lags: Vec<(TopicPartition, i64)>,
+    progress: Vec<PartitionProgress>,
 }
 
 impl ClientContext for RebalanceLogger {
     fn stats(&self, statistics: Statistics) {
         let mut lags = Vec::new();
+        let mut progress = Vec::new();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 // -1 is librdkafka's unassigned pseudo-partition; partitions this member does
@@ -46,18 +58,26 @@ impl ClientContext for RebalanceLogger {
                 } else {
                     p.lo_offset.max(0)
                 };
-                lags.push((
-                    TopicPartition {
-                        topic: topic.clone(),
-                        partition: *partition,
-                    },
-                    (p.hi_offset - done).max(0),
-                ));
+                let tp = TopicPartition {
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                lags.push((tp.clone(), (p.hi_offset - done).max(0)));
+                // app_offset: one past the last record handed to the application.
+                let position = [p.app_offset, p.committed_offset, p.lo_offset]
+                    .into_iter()
+                    .find(|o| *o >= 0);
+                progress.push(PartitionProgress {
+                    partition: tp,
+                    position,
+                    end: Some(p.hi_offset),
+                });
             }
         }
-        lags.sort_by(|a, b| (&a.0.topic, a.0.partition).cmp(&(&b.0.topic, b.0.partition)));
-        if let Ok(mut shared) = self.lags.lock() {
-            *shared = lags;
+        lags.sort_by(|a, b| a.0.cmp(&b.0));
+        progress.sort_by(|a, b| a.partition.cmp(&b.partition));
+        if let Ok(mut shared) = self.reading.lock() {
+            *shared = Reading { lags, progress };
         }
     }
 }
@@ -81,7 +101,46 @@ impl ConsumerContext for RebalanceLogger {
 /// A consumer-group member on Kafka.
 pub struct KafkaConsumer {
     consumer: Arc<StreamConsumer<RebalanceLogger>>,
-    lags: Arc<Mutex<Vec<(TopicPartition, i64)>>>,
+    reading: Arc<Mutex<Reading>>,
+    /// Progress asked of the broker for partitions the statistics do not cover yet.
+    fetched: HashMap<TopicPartition, PartitionProgress>,
+}
+
+/// How long one broker question about a newly assigned partition may take.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Committed offset (or log start) and high watermark of `partitions`, from the broker.
+fn fetch_progress(
+    consumer: &StreamConsumer<RebalanceLogger>,
+    partitions: Vec<TopicPartition>,
+) -> Result<Vec<PartitionProgress>, TransportError> {
+    let mut tpl = TopicPartitionList::new();
+    for tp in &partitions {
+        tpl.add_partition(&tp.topic, tp.partition);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, PROGRESS_TIMEOUT)
+        .map_err(|e| TransportError::kafka("committed offsets", e))?;
+    partitions
+        .into_iter()
+        .map(|tp| {
+            let (low, high) = consumer
+                .fetch_watermarks(&tp.topic, tp.partition, PROGRESS_TIMEOUT)
+                .map_err(|e| TransportError::kafka("fetch watermarks", e))?;
+            let position = match committed
+                .find_partition(&tp.topic, tp.partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => o,
+                _ => low,
+            };
+            Ok(PartitionProgress {
+                partition: tp,
+                position: Some(position),
+                end: Some(high),
+            })
+        })
+        .collect()
 }
 
 impl KafkaConsumer {
@@ -91,10 +150,10 @@ impl KafkaConsumer {
         group: &str,
         topics: &[String],
     ) -> Result<Self, TransportError> {
-        let lags = Arc::new(Mutex::new(Vec::new()));
+        let reading = Arc::new(Mutex::new(Reading::default()));
         let context = RebalanceLogger {
             group: group.to_string(),
-            lags: lags.clone(),
+            reading: reading.clone(),
         };
         let mut client = client_config::consumer(config, client_id, group);
         if client.get("statistics.interval.ms").is_none() {
@@ -109,7 +168,8 @@ impl KafkaConsumer {
             .map_err(|e| TransportError::kafka("subscribe", e))?;
         Ok(Self {
             consumer: Arc::new(consumer),
-            lags,
+            reading,
+            fetched: HashMap::new(),
         })
     }
 }
@@ -186,7 +246,45 @@ impl Consumer for KafkaConsumer {
     /// The lag librdkafka last reported (every 5 s) for the partitions this member consumes:
     /// the partition end minus the committed offset; no broker round trip.
     async fn lag(&mut self) -> Result<Vec<(TopicPartition, i64)>, TransportError> {
-        Ok(self.lags.lock().map(|l| l.clone()).unwrap_or_default())
+        Ok(self
+            .reading
+            .lock()
+            .map(|r| r.lags.clone())
+            .unwrap_or_default())
+    }
+
+    /// From the same statistics (every second). A partition assigned since the last statistics
+    /// is asked of the broker once (its committed offset and high watermark): right after an
+    /// assignment is exactly when a backlog must be known.
+    async fn progress(&mut self) -> Result<Vec<PartitionProgress>, TransportError> {
+        let assigned = self.assignment()?;
+        let mut known: Vec<PartitionProgress> = self
+            .reading
+            .lock()
+            .map(|r| r.progress.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| assigned.contains(&p.partition))
+            .collect();
+        self.fetched
+            .retain(|tp, _| assigned.contains(tp) && !known.iter().any(|p| &p.partition == tp));
+        let missing: Vec<TopicPartition> = assigned
+            .into_iter()
+            .filter(|tp| {
+                !known.iter().any(|p| &p.partition == tp) && !self.fetched.contains_key(tp)
+            })
+            .collect();
+        if !missing.is_empty() {
+            let consumer = self.consumer.clone();
+            let fetched = tokio::task::spawn_blocking(move || fetch_progress(&consumer, missing))
+                .await
+                .map_err(|e| TransportError::Timeout(format!("progress task failed: {e}")))??;
+            for p in fetched {
+                self.fetched.insert(p.partition.clone(), p);
+            }
+        }
+        known.extend(self.fetched.values().cloned());
+        Ok(known)
     }
 
     async fn close(mut self: Box<Self>) -> Result<(), TransportError> {

@@ -1,0 +1,266 @@
+//! Chaos suite, ingest: `llmopt run ingest` killed with SIGKILL at random points five times and
+//! restarted each time, and its Redis restarted (losing everything: it keeps nothing on disk)
+//! once mid-run. Every valid event must reach `telemetry` (a copy only as the same id and the
+//! same bytes), every malformed one the dead-letter topic, and the process must ride out the
+//! Redis outage instead of exiting.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::process::{free_port, http_get, wait_for, Installation, ServiceProcess};
+use llmopt_events::samples;
+use llmopt_events::wire::{self, DataFormat, EventMeta};
+use llmopt_transport::kafka::KafkaTransport;
+use llmopt_transport::{LogicalTopic, OutboundMessage, TopicNames, Transport, TransportConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const VALID: u64 = 30_000;
+/// Valid events written while Redis is down, so ingest meets the outage.
+const DURING_OUTAGE: u64 = 2_000;
+const DUPLICATES: u64 = 500;
+const MALFORMED: u64 = 500;
+
+fn valid(n: u64) -> OutboundMessage {
+    let call = samples::llm_call(n);
+    let meta = EventMeta {
+        id: format!("call-{n}"),
+        source: format!("/apps/{}", call.app),
+        time_ms: Some(call.event_time),
+        partition_key: Some(format!("{}/{}", call.app, call.route)),
+        ..EventMeta::default()
+    };
+    OutboundMessage::from(wire::to_kafka(&call, &meta, DataFormat::Avro).expect("encode"))
+}
+
+fn malformed(n: u64) -> OutboundMessage {
+    let mut m = valid(1_000_000 + n);
+    m.value = Some(b"\x00not avro".to_vec());
+    m
+}
+
+/// A private Redis on a free port, so the test can restart it.
+struct PrivateRedis {
+    port: u16,
+    child: Child,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by the test command)");
+        wait_for("redis", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .expect("redis up");
+        Self { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn events_in(service: &ServiceProcess) -> u64 {
+    service
+        .metrics()
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("events_in"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Every record of `topic`: id → the distinct values seen under it.
+async fn read_topic(transport: &dyn Transport, topic: &str) -> BTreeMap<String, BTreeSet<Vec<u8>>> {
+    let mut consumer = transport
+        .subscribe(&common::unique("reader"), &[topic.to_string()])
+        .await
+        .expect("subscribe");
+    let mut out: BTreeMap<String, BTreeSet<Vec<u8>>> = BTreeMap::new();
+    let mut quiet = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while quiet < 10 && Instant::now() < deadline {
+        match consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("poll")
+        {
+            Some(m) => {
+                quiet = 0;
+                let id = m
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "ce_id")
+                    .and_then(|(_, v)| v.clone())
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .expect("ce_id");
+                out.entry(id)
+                    .or_default()
+                    .insert(m.value.unwrap_or_default());
+            }
+            None if consumer.assignment().expect("assignment").is_empty() => {}
+            None => quiet += 1,
+        }
+    }
+    consumer.close().await.expect("close");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_loses_nothing_under_kill_9_and_a_redis_restart() {
+    let installation = Installation::new("chaos-ingest", "");
+    let mut redis = PrivateRedis::start(free_port());
+    let config = TransportConfig {
+        topic_prefix: installation.prefix.clone(),
+        kafka: common::kafka_config(),
+        ..TransportConfig::default()
+    };
+    let names = TopicNames::new(&config);
+    let transport: Arc<dyn Transport> =
+        Arc::new(KafkaTransport::new(&config.kafka, "chaos-ingest").expect("transport"));
+    transport
+        .ensure_topics(&names.all_specs())
+        .await
+        .expect("topics");
+
+    // The raw stream: valid events, redeliveries of some of them, malformed records, shuffled.
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let mut records: Vec<OutboundMessage> = (0..VALID).map(valid).collect();
+    records.extend((0..DUPLICATES).map(|_| valid(rng.gen_range(0..VALID))));
+    records.extend((0..MALFORMED).map(malformed));
+    for i in (1..records.len()).rev() {
+        records.swap(i, rng.gen_range(0..=i));
+    }
+    let raw = names.name(LogicalTopic::TelemetryRaw);
+    for chunk in records.chunks(10_000) {
+        transport
+            .publish_batch(&raw, chunk.to_vec())
+            .await
+            .expect("publish raw");
+    }
+
+    let spawn = |redis_url: &str| {
+        installation.spawn_service(
+            "ingest",
+            &[
+                ("LLMOPT_REDIS_URL", redis_url),
+                ("LLMOPT_TRANSPORT__PARTITIONS", "6"),
+            ],
+        )
+    };
+    let total = VALID + DUPLICATES + MALFORMED;
+    let mut ingest = spawn(&redis.url());
+    for kill in 0..5 {
+        // Let it get into the stream, then SIGKILL at a random point.
+        let seen = events_in(&ingest);
+        wait_for("ingest consuming", Duration::from_secs(60), || {
+            events_in(&ingest) > seen
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", common::process::read(&ingest.log)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(100..1_500)));
+        eprintln!("kill -9 #{} after {} records", kill + 1, events_in(&ingest));
+        drop(ingest); // SIGKILL
+        ingest = spawn(&redis.url());
+    }
+
+    // A Redis restart (everything in it lost) while ingest runs: it waits, then goes on.
+    let seen = events_in(&ingest);
+    wait_for("ingest consuming", Duration::from_secs(60), || {
+        events_in(&ingest) > seen
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::process::read(&ingest.log)));
+    let port = redis.port;
+    redis.stop();
+    transport
+        .publish_batch(&raw, (VALID..VALID + DURING_OUTAGE).map(valid).collect())
+        .await
+        .expect("publish during the outage");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        http_get(ingest.port, "/health").is_some_and(|(s, _)| s == 200),
+        "ingest stays up while Redis is down\n{}",
+        common::process::read(&ingest.log)
+    );
+    assert!(
+        http_get(ingest.port, "/ready").is_some_and(|(s, _)| s != 200),
+        "ingest is not ready while Redis is down"
+    );
+    redis = PrivateRedis::start(port);
+
+    // Caught up: the group has committed everything.
+    let group = format!("{}ingest", installation.prefix);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while transport
+        .group_lag(&group, std::slice::from_ref(&raw))
+        .await
+        .map_or(true, |lag| lag > 0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "ingest did not catch up\n{}",
+            common::process::read(&ingest.log)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = ingest.stop();
+    assert!(log.contains("outage"), "the Redis outage is logged:\n{log}");
+
+    let telemetry = read_topic(transport.as_ref(), &names.name(LogicalTopic::Telemetry)).await;
+    let missing: Vec<u64> = (0..VALID + DURING_OUTAGE)
+        .filter(|n| !telemetry.contains_key(&format!("call-{n}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} valid events lost: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    for (id, values) in &telemetry {
+        assert_eq!(values.len(), 1, "{id} published with different content");
+    }
+    assert_eq!(
+        telemetry.len() as u64,
+        VALID + DURING_OUTAGE,
+        "nothing but the valid events"
+    );
+    let dead = read_topic(transport.as_ref(), &names.name(LogicalTopic::DeadLetter)).await;
+    assert!(
+        dead.len() as u64 >= MALFORMED,
+        "{} of {MALFORMED} malformed records dead-lettered",
+        dead.len()
+    );
+    eprintln!(
+        "{} raw records: every valid event in telemetry after 5 kills and a Redis restart",
+        total + DURING_OUTAGE
+    );
+    redis.stop();
+}
