@@ -67,6 +67,12 @@ pub struct RuntimeConfig {
     pub partition_idle_after_ms: u64,
     /// `/ready` is true only while the backlog of the owned partitions is at most this.
     pub ready_max_backlog: i64,
+    /// Checkpoint the aggregator's per-partition state in the state store (restored on
+    /// restart and when a partition moves between instances) instead of rebuilding it from
+    /// the inputs.
+    pub checkpoints: bool,
+    /// How often checkpoints are taken (and the offsets they cover committed).
+    pub checkpoint_interval_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +81,8 @@ impl Default for RuntimeConfig {
         Self {
             partition_idle_after_ms: runner.partition_idle_after.as_millis() as u64,
             ready_max_backlog: runner.ready_max_backlog,
+            checkpoints: true,
+            checkpoint_interval_ms: runner.checkpoint_interval.as_millis() as u64,
         }
     }
 }
@@ -85,6 +93,8 @@ impl RuntimeConfig {
         llmopt_runtime::runner::RunnerConfig {
             partition_idle_after: std::time::Duration::from_millis(self.partition_idle_after_ms),
             ready_max_backlog: self.ready_max_backlog,
+            checkpoints: self.checkpoints,
+            checkpoint_interval: std::time::Duration::from_millis(self.checkpoint_interval_ms),
             ..Default::default()
         }
     }

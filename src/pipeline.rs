@@ -113,16 +113,21 @@ pub async fn start_observed(
     // Cores with state rebuild it from their inputs after a restart; ingest keeps none, and the
     // quantizer's only state (jobs handled) lives in the state store: replaying its inputs
     // would re-run every job.
+    // The aggregator checkpoints its per-partition state instead (when the runner config asks
+    // for checkpoints: long-running services; in-process runs rebuild nothing either way).
+    let checkpointed = runner_config.checkpoints && service == Service::Aggregator;
     let runner_config = RunnerConfig {
-        rebuild_state: !matches!(service, Service::Ingest | Service::Quantizer),
+        rebuild_state: !checkpointed && !matches!(service, Service::Ingest | Service::Quantizer),
         ..runner_config
     };
+    let checkpoints = checkpointed.then(|| store.clone());
     let parts = Parts {
         transport,
         names: TopicNames::new(&config.transport),
         runner_config,
         metrics: observed.metrics,
         health: observed.health,
+        checkpoints,
     };
     match service {
         Service::Ingest => {
@@ -171,6 +176,7 @@ struct Parts {
     runner_config: RunnerConfig,
     metrics: Arc<ServiceMetrics>,
     health: Arc<Health>,
+    checkpoints: Option<Arc<dyn StateStore>>,
 }
 
 impl Parts {
@@ -191,6 +197,10 @@ impl Parts {
             health.clone(),
             self.runner_config,
         );
+        let runner = match self.checkpoints {
+            Some(store) => runner.with_checkpoints(store),
+            None => runner,
+        };
         let stage = runner.start().await?;
         Ok(ServiceHandle {
             service,

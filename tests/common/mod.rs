@@ -69,3 +69,4 @@ pub fn shared_quant() -> std::path::PathBuf {
 }
 
 pub mod process;
+pub mod windows;

@@ -15,6 +15,14 @@ pub enum RuntimeError {
     /// The admin server could not start.
     #[error("admin server: {0}")]
     Admin(String),
+    /// Another instance owns a partition this one still processed (it missed a rebalance):
+    /// this one stops rather than overwrite the new owner's checkpoint, and rejoins when
+    /// restarted.
+    #[error("fenced off checkpoint `{key}`: {reason}")]
+    Fenced { key: String, reason: String },
+    /// A checkpoint could not be restored into the core.
+    #[error("cannot restore checkpoint `{key}`: {reason}")]
+    Restore { key: String, reason: String },
 }
 
 impl RuntimeError {
@@ -24,7 +32,10 @@ impl RuntimeError {
         match self {
             RuntimeError::Transport(e) => e.is_transient(),
             RuntimeError::State(e) => e.is_transient(),
-            RuntimeError::Encode { .. } | RuntimeError::Admin(_) => false,
+            RuntimeError::Encode { .. }
+            | RuntimeError::Admin(_)
+            | RuntimeError::Fenced { .. }
+            | RuntimeError::Restore { .. } => false,
         }
     }
 }

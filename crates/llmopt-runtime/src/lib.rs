@@ -9,6 +9,7 @@
 //! the Kafka hop.
 
 pub mod admin;
+mod checkpoint;
 mod dead_letter;
 mod effects;
 mod error;

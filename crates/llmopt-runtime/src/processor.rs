@@ -72,6 +72,27 @@ pub trait Processor: Send + 'static {
     ) -> Vec<Output> {
         Vec::new()
     }
+
+    /// The state this core keeps for the records of one input partition, serialised for a
+    /// checkpoint; `None` when it keeps none (then the runtime checkpoints nothing for it). The
+    /// runtime takes it when every input read so far is acknowledged, stores it with the offset
+    /// it covers, and hands it to [`Processor::restore`] on whichever instance owns the
+    /// partition next. A core with per-partition state drops a partition's state when told
+    /// [`PartitionState::Revoked`].
+    fn checkpoint(&self, _topic: LogicalTopic, _partition: i32) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Takes back the state [`Processor::checkpoint`] wrote for a partition this instance has
+    /// just been assigned (before any of its records is processed).
+    fn restore(
+        &mut self,
+        _topic: LogicalTopic,
+        _partition: i32,
+        _state: &[u8],
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// An input partition's state as the runtime sees it (see [`Processor::on_partition`]).

@@ -14,12 +14,14 @@ use llmopt_transport::{
 
 use tracing::Instrument;
 
+use crate::checkpoint::{self, Claim};
 use crate::health::Health;
 use crate::metrics::ServiceMetrics;
 use crate::shutdown::Shutdown;
 use crate::{
     dead_letter_for, trace, Effects, Input, Output, PartitionState, Processor, RuntimeError,
 };
+use llmopt_state::StateStore;
 
 /// How often consumer lag is exported (read from the transport: on Kafka, librdkafka's statistics).
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
@@ -28,11 +30,14 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// core about backlogs, idle partitions and revocations.
 const PARTITION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How often acked offsets are committed while records keep coming (without checkpoints).
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Runner settings.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
-    /// Commit acked offsets after this many inputs (librdkafka also commits acked offsets every
-    /// second in the background).
+    /// Without checkpoints: commit acked offsets after this many inputs, and at least every
+    /// second while records come (and whenever the consumer is caught up).
     pub commit_every: usize,
     /// How long one poll waits before the loop checks for shutdown and readiness.
     pub poll_timeout: Duration,
@@ -53,6 +58,13 @@ pub struct RunnerConfig {
     pub partition_idle_after: Duration,
     /// `/ready` is true only while the owned partitions' backlog is at most this many records.
     pub ready_max_backlog: i64,
+    /// With checkpoints ([`Runner::with_checkpoints`]): how often the core's per-partition state
+    /// is checkpointed and the offsets it covers committed.
+    pub checkpoint_interval: Duration,
+    /// Whether the shell gives cores that support it per-partition checkpoints (long-running
+    /// services) instead of rebuilding their state from their inputs (the runner itself only
+    /// checkpoints with [`Runner::with_checkpoints`]).
+    pub checkpoints: bool,
 }
 
 impl Default for RunnerConfig {
@@ -66,6 +78,8 @@ impl Default for RunnerConfig {
             rebuild_state: false,
             partition_idle_after: Duration::from_secs(30),
             ready_max_backlog: 1000,
+            checkpoint_interval: Duration::from_secs(5),
+            checkpoints: false,
         }
     }
 }
@@ -91,6 +105,8 @@ pub struct Runner<P: Processor, E: Effects> {
     registry: SchemaRegistry,
     logical: HashMap<String, LogicalTopic>,
     summary: RunSummary,
+    /// Where per-partition checkpoints go; `None`: no checkpoints.
+    checkpoints: Option<Arc<dyn StateStore>>,
 }
 
 impl<P: Processor, E: Effects> Runner<P, E> {
@@ -119,7 +135,18 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             registry: SchemaRegistry::current(),
             logical,
             summary: RunSummary::default(),
+            checkpoints: None,
         }
+    }
+
+    /// Checkpoints the core's per-partition state ([`Processor::checkpoint`]) in `store` every
+    /// [`RunnerConfig::checkpoint_interval`], committing offsets only together with them, and
+    /// restores a partition's checkpoint whenever this instance is assigned it. A restart then
+    /// replays only what follows the last checkpoint, and a partition that moves to another
+    /// instance takes its state along.
+    pub fn with_checkpoints(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.checkpoints = Some(store);
+        self
     }
 
     /// Consumes until `shutdown` (or the idle limit), then commits, leaves the group and returns
@@ -153,10 +180,13 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         Ok(Stage {
             runner: self,
             consumer,
+            group,
+            last_commit: Instant::now(),
             since_commit: 0,
             in_flight: VecDeque::new(),
             partitions: BTreeMap::new(),
             partitions_checked: Instant::now(),
+            clock: None,
             unassigned_since: Some(Instant::now()),
         })
     }
@@ -480,11 +510,15 @@ const MAX_IN_FLIGHT: usize = 10_000;
 pub struct Stage<P: Processor, E: Effects> {
     runner: Runner<P, E>,
     consumer: Box<dyn Consumer>,
+    group: String,
+    last_commit: Instant,
     since_commit: usize,
     in_flight: VecDeque<InFlight>,
     /// Owned input partitions and what the core was last told about each.
     partitions: BTreeMap<TopicPartition, PartitionTrack>,
     partitions_checked: Instant,
+    /// Processing-time partition rules; set by [`Stage::run`], none for drains.
+    clock: Option<PartitionClock>,
     /// Since when this member owns no partition (logged while it lasts).
     unassigned_since: Option<Instant>,
 }
@@ -499,6 +533,17 @@ struct PartitionTrack {
     /// The partition's end, as far as known (the highest end reported).
     end: Option<i64>,
     last_delivery: Instant,
+    /// This instance's claim on the partition's checkpoint (with checkpoints).
+    claim: Option<Claim>,
+    /// Records below this offset are in the restored checkpoint: acked without processing.
+    skip_below: Option<i64>,
+    /// One past the last record the core processed (what a checkpoint covers).
+    processed_next: Option<i64>,
+    /// Processed records since the last checkpoint.
+    dirty: bool,
+    /// Whether a fetch came back empty after the last record (`None`: the transport's ends
+    /// are exact).
+    at_end: Option<bool>,
 }
 
 impl PartitionTrack {
@@ -508,29 +553,49 @@ impl PartitionTrack {
             next: None,
             end: None,
             last_delivery: Instant::now(),
+            claim: None,
+            skip_below: None,
+            processed_next: None,
+            dirty: false,
+            at_end: None,
         }
     }
 
     /// Records not read yet; unknown ends count as a backlog (so a just-assigned partition
     /// holds the watermark until its end is known).
+    /// A partition whose fetch has not come back empty since its last record counts at least
+    /// one record behind, whatever end the broker reported.
     fn backlog(&self) -> Option<i64> {
-        match (self.next, self.end) {
+        let known = match (self.next, self.end) {
             (Some(next), Some(end)) => Some((end - next).max(0)),
             (None, Some(0)) => Some(0),
             _ => None,
+        };
+        match self.at_end {
+            Some(false) => known.map(|b| b.max(1)),
+            _ => known,
         }
     }
 
-    /// The state to report now; processing-time idleness only when `idle_after` is given.
-    fn judge(&self, idle_after: Option<Duration>) -> PartitionState {
-        match self.backlog() {
-            Some(0) if idle_after.is_some_and(|d| self.last_delivery.elapsed() >= d) => {
-                PartitionState::Idle
-            }
-            Some(0) => PartitionState::CaughtUp,
+    /// The state to report now: behind while records are known to wait (on Kafka, until a
+    /// fetch came back empty after the last record: a broker's reported end can lag its log;
+    /// tansu reports the last batch's base offset + 1), idle once caught up and quiet for
+    /// `clock.idle` (processing time counts only in a running loop).
+    fn judge(&self, clock: Option<&PartitionClock>) -> PartitionState {
+        let quiet = self.last_delivery.elapsed();
+        match (self.backlog(), clock) {
+            (Some(0), Some(clock)) if quiet >= clock.idle => PartitionState::Idle,
+            (Some(0), _) => PartitionState::CaughtUp,
             _ => PartitionState::Behind,
         }
     }
+}
+
+/// The processing-time rules of a running loop (in-process drains have none).
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    /// Quiet time before a caught-up partition counts as idle.
+    idle: Duration,
 }
 
 impl<P: Processor, E: Effects> Stage<P, E> {
@@ -552,7 +617,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
     /// has no processing time, which keeps in-process runs reproducible.
     pub async fn drain(&mut self, idle: Duration) -> Result<u64, RuntimeError> {
         let mut processed = 0;
-        self.check_partitions(None).await?;
+        self.check_partitions().await?;
         loop {
             match self.consumer.poll(idle).await? {
                 Some(message) => {
@@ -561,7 +626,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                 }
                 None if self.consumer.assignment()?.is_empty() => continue,
                 None => {
-                    self.check_partitions(None).await?;
+                    self.check_partitions().await?;
                     break;
                 }
             }
@@ -577,7 +642,9 @@ impl<P: Processor, E: Effects> Stage<P, E> {
     pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(P, RunSummary), RuntimeError> {
         let mut idle_polls = 0;
         let mut lag_reported = Instant::now();
-        let idle_after = Some(self.runner.config.partition_idle_after);
+        self.clock = Some(PartitionClock {
+            idle: self.runner.config.partition_idle_after,
+        });
         let health = self.runner.health.clone();
         let mut broker_outage: Option<Outage<'_>> = None;
         loop {
@@ -587,7 +654,14 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                 Runner::<P, E>::report_lag(metrics, self.consumer.as_mut()).await;
             }
             if self.partitions_checked.elapsed() >= PARTITION_CHECK_INTERVAL {
-                self.check_partitions(idle_after).await?;
+                self.check_partitions().await?;
+            }
+            let commit_interval = match self.runner.checkpoints {
+                Some(_) => self.runner.config.checkpoint_interval,
+                None => COMMIT_INTERVAL,
+            };
+            if self.last_commit.elapsed() >= commit_interval {
+                self.commit().await?;
             }
             let polled = tokio::select! {
                 biased;
@@ -610,7 +684,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                 Err(e) => return Err(e.into()),
             };
             let Some(message) = polled else {
-                self.check_partitions(idle_after).await?;
+                self.check_partitions().await?;
                 if self.partitions.is_empty() {
                     // Still joining the group (or given no partition): not caught up yet.
                     continue;
@@ -664,11 +738,36 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         if !self.partitions.contains_key(&tp) {
             // A new assignment: the core learns which partitions are behind before it sees
             // a record of any of them.
-            self.check_partitions(None).await?;
+            self.check_partitions().await?;
         }
         let offset = message.offset;
+        let covered = self
+            .partitions
+            .get(&tp)
+            .and_then(|t| t.skip_below)
+            .is_some_and(|skip| offset < skip);
+        if covered {
+            // Already in the restored checkpoint (its outputs were published before the
+            // checkpoint was taken): ack it without processing.
+            self.in_flight.push_back(InFlight {
+                message: Some(message),
+                admitted: None,
+                outputs: Vec::new(),
+                delivery: None,
+                started: Instant::now(),
+                span: tracing::Span::none(),
+            });
+            if let Some(track) = self.partitions.get_mut(&tp) {
+                track.next = track.next.max(Some(offset + 1));
+            }
+            return self.complete(false).await;
+        }
         let in_flight = self.runner.handle(message).await?;
         self.in_flight.push_back(in_flight);
+        if let Some(track) = self.partitions.get_mut(&tp) {
+            track.processed_next = Some(offset + 1);
+            track.dirty = true;
+        }
         self.delivered(tp, offset)?;
         let block = self.in_flight.len() > MAX_IN_FLIGHT;
         self.complete(block).await
@@ -683,8 +782,8 @@ impl<P: Processor, E: Effects> Stage<P, E> {
     }
 
     /// Re-reads the assignment and each owned partition's progress and tells the core about
-    /// every partition whose state changed. Processing-time idleness only with `idle_after`.
-    async fn check_partitions(&mut self, idle_after: Option<Duration>) -> Result<(), RuntimeError> {
+    /// every partition whose state changed.
+    async fn check_partitions(&mut self) -> Result<(), RuntimeError> {
         self.partitions_checked = Instant::now();
         let assigned: BTreeSet<TopicPartition> = self.consumer.assignment()?.into_iter().collect();
         let revoked: Vec<TopicPartition> = self
@@ -701,10 +800,15 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         if assigned.is_empty() {
             return Ok(());
         }
+        let mut new = Vec::new();
         for tp in assigned {
-            self.partitions
-                .entry(tp)
-                .or_insert_with(PartitionTrack::new);
+            if !self.partitions.contains_key(&tp) {
+                self.partitions.insert(tp.clone(), PartitionTrack::new());
+                new.push(tp);
+            }
+        }
+        for tp in new {
+            self.claim_partition(&tp).await?;
         }
         let progress = match self.consumer.progress().await {
             Ok(progress) => progress,
@@ -718,13 +822,14 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             if let Some(track) = self.partitions.get_mut(&progress.partition) {
                 track.next = track.next.max(progress.position);
                 track.end = track.end.max(progress.end);
+                track.at_end = progress.at_end;
             }
         }
         let changes: Vec<(TopicPartition, PartitionState)> = self
             .partitions
             .iter()
             .filter_map(|(tp, track)| {
-                let state = track.judge(idle_after);
+                let state = track.judge(self.clock.as_ref());
                 (track.reported != Some(state)).then(|| (tp.clone(), state))
             })
             .collect();
@@ -779,7 +884,10 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         };
         track.next = track.next.max(Some(offset + 1));
         track.last_delivery = Instant::now();
-        let state = track.judge(None);
+        if track.at_end.is_some() {
+            track.at_end = Some(false);
+        }
+        let state = track.judge(self.clock.as_ref());
         if track.reported == Some(state) {
             return Ok(());
         }
@@ -874,18 +982,107 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                 .with_label_values(&[message.topic.as_str()])
                 .observe(done.started.elapsed().as_secs_f64());
             self.since_commit += 1;
-            if self.since_commit >= self.runner.config.commit_every {
-                self.commit().await?;
+            if self.runner.checkpoints.is_none()
+                && self.since_commit >= self.runner.config.commit_every
+            {
+                self.commit_offsets().await?;
             }
             must_wait = wait_all || self.in_flight.len() > MAX_IN_FLIGHT;
         }
         Ok(())
     }
 
+    /// Commits acked offsets; with checkpoints, first waits for everything in flight and
+    /// checkpoints the partitions that changed, so committed offsets never run ahead of them.
     async fn commit(&mut self) -> Result<(), RuntimeError> {
+        if self.runner.checkpoints.is_some() {
+            self.complete(true).await?;
+            self.save_checkpoints().await?;
+        }
+        self.commit_offsets().await?;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    async fn commit_offsets(&mut self) -> Result<(), RuntimeError> {
         if self.since_commit > 0 {
             self.consumer.commit().await?;
             self.since_commit = 0;
+        }
+        Ok(())
+    }
+
+    /// Claims a newly assigned partition's checkpoint and restores it into the core.
+    async fn claim_partition(&mut self, tp: &TopicPartition) -> Result<(), RuntimeError> {
+        let Some(store) = self.runner.checkpoints.clone() else {
+            return Ok(());
+        };
+        let Some(topic) = self.runner.logical.get(&tp.topic).copied() else {
+            return Ok(());
+        };
+        let key = checkpoint::key(&self.group, &tp.topic, tp.partition);
+        let mut outage = Outage::new(&self.runner.health, "state store");
+        let (claim, restore) = loop {
+            match checkpoint::claim(store.as_ref(), key.clone()).await {
+                Err(e) if e.is_transient() => outage.wait(&e).await,
+                result => break result?,
+            }
+        };
+        let Some(track) = self.partitions.get_mut(tp) else {
+            return Ok(());
+        };
+        if let Some(restored) = restore {
+            self.runner
+                .processor
+                .restore(topic, tp.partition, &restored.state)
+                .map_err(|reason| RuntimeError::Restore {
+                    key: key.clone(),
+                    reason,
+                })?;
+            track.skip_below = restored.next_offset;
+            track.next = track.next.max(restored.next_offset);
+            track.processed_next = restored.next_offset;
+            tracing::info!(topic = %tp.topic, partition = tp.partition, epoch = claim.epoch,
+                next_offset = ?restored.next_offset, bytes = restored.state.len(),
+                "checkpoint restored");
+        }
+        track.claim = Some(claim);
+        Ok(())
+    }
+
+    /// Writes a checkpoint for every owned partition the core processed records of since the
+    /// last one. Everything read must be acknowledged (see [`Stage::commit`]).
+    async fn save_checkpoints(&mut self) -> Result<(), RuntimeError> {
+        let Some(store) = self.runner.checkpoints.clone() else {
+            return Ok(());
+        };
+        let dirty: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, t)| t.dirty)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in dirty {
+            let Some(topic) = self.runner.logical.get(&tp.topic).copied() else {
+                continue;
+            };
+            let state = self.runner.processor.checkpoint(topic, tp.partition);
+            let Some(track) = self.partitions.get_mut(&tp) else {
+                continue;
+            };
+            track.dirty = false;
+            let (Some(state), Some(claim), Some(next)) =
+                (state, track.claim.as_mut(), track.processed_next)
+            else {
+                continue;
+            };
+            let mut outage = Outage::new(&self.runner.health, "state store");
+            loop {
+                match checkpoint::save(store.as_ref(), claim, next, state.clone()).await {
+                    Err(e) if e.is_transient() => outage.wait(&e).await,
+                    result => break result?,
+                }
+            }
         }
         Ok(())
     }

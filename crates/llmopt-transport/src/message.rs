@@ -39,6 +39,11 @@ pub struct PartitionProgress {
     pub position: Option<i64>,
     /// The partition's end (high watermark): one past its last record.
     pub end: Option<i64>,
+    /// Whether the consumer found nothing more to fetch after the last record it delivered
+    /// (`None`: the transport does not say; its `end` is exact). Brokers may report an end
+    /// that lags their log (tansu: the last batch's base offset + 1), so on Kafka a partition
+    /// counts as read to its end only once a fetch came back empty.
+    pub at_end: Option<bool>,
 }
 
 /// A partition of a topic.

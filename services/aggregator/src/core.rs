@@ -104,9 +104,71 @@ impl Aggregator {
     /// Serialises the state (watermarks and every held window) for a checkpoint. Windows are
     /// written in a fixed order, so equal states give equal bytes.
     pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        self.snapshot_of(None)
+    }
+
+    /// Like [`Aggregator::snapshot`], for the series read from one input partition only: the
+    /// unit the runtime checkpoints and moves between instances.
+    pub fn partition_snapshot(&self, partition: i32) -> Result<Vec<u8>, SnapshotError> {
+        self.snapshot_of(Some(partition))
+    }
+
+    /// Adds a [`Aggregator::partition_snapshot`] to this core's state (the partition was just
+    /// assigned to this instance).
+    pub fn restore_partition(&mut self, partition: i32, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let snapshot = self.decode_snapshot(bytes)?;
+        self.watermark
+            .restore_partition(partition, snapshot.watermark);
+        for w in snapshot.windows {
+            let start = w.start_ms;
+            let bounds = WindowBounds {
+                kind: w.kind,
+                start_ms: start,
+                end_ms: start.saturating_add(self.assigner.size_ms(w.kind)),
+            };
+            let sid = self.series.intern(w.series.fields());
+            if let Some(series) = self.series.get_mut(sid) {
+                series.input_partition = partition;
+            }
+            self.insert_window(sid, bounds, w.metrics, w.revision);
+        }
+        Ok(())
+    }
+
+    /// Forgets the windows of the series read from `partition` (it moved to another instance,
+    /// which restores them from the last checkpoint).
+    fn drop_partition(&mut self, partition: i32) {
+        let doomed: Vec<(SeriesId, WindowPos, i64, String, bool)> = self
+            .series
+            .iter_ids()
+            .filter(|(_, s)| s.input_partition == partition)
+            .flat_map(|(sid, s)| {
+                s.windows.iter().map(move |(pos, w)| {
+                    (
+                        sid,
+                        *pos,
+                        w.bounds.end_ms,
+                        w.id.clone(),
+                        w.revision.is_none(),
+                    )
+                })
+            })
+            .collect();
+        for (sid, pos, end, id, open) in doomed {
+            if open {
+                self.pending.remove(&(end, id, (sid, pos)));
+            } else {
+                self.retained.remove(&(end, (sid, pos)));
+            }
+            self.series.remove_window(sid, pos);
+        }
+    }
+
+    fn snapshot_of(&self, partition: Option<i32>) -> Result<Vec<u8>, SnapshotError> {
         let mut windows: Vec<_> = self
             .series
             .iter()
+            .filter(|series| partition.is_none_or(|p| series.input_partition == p))
             .flat_map(|series| {
                 series.windows.values().map(|w| WindowSnapshot {
                     series: series.key.clone(),
@@ -120,11 +182,15 @@ impl Aggregator {
             })
             .collect();
         windows.sort_by(|a, b| (a.end_ms, a.id).cmp(&(b.end_ms, b.id)));
+        let watermark = match partition {
+            Some(p) => self.watermark.partition_state(p),
+            None => self.watermark.state().clone(),
+        };
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
             tumbling_size_ms: self.config.tumbling_size_ms,
             hopping: self.config.hopping,
-            watermark: self.watermark.state().clone(),
+            watermark,
             windows,
         };
         serde_json::to_vec(&snapshot).map_err(SnapshotError::Encode)
@@ -134,6 +200,28 @@ impl Aggregator {
     /// that wrote the snapshot; window sizes may not, since the held windows were cut with them.
     pub fn restore(config: AggregatorConfig, bytes: &[u8]) -> Result<Self, SnapshotError> {
         let mut core = Self::new(config)?;
+        let snapshot = core.decode_snapshot(bytes)?;
+        core.watermark = WatermarkTracker::from_state(
+            core.config.allowed_out_of_orderness_ms,
+            core.config.idle_timeout_ms,
+            snapshot.watermark,
+        );
+        for w in snapshot.windows {
+            let start = w.start_ms;
+            let bounds = WindowBounds {
+                kind: w.kind,
+                start_ms: start,
+                end_ms: start.saturating_add(core.assigner.size_ms(w.kind)),
+            };
+            let sid = core.series.intern(w.series.fields());
+            core.insert_window(sid, bounds, w.metrics, w.revision);
+        }
+        Ok(core)
+    }
+
+    /// Decodes snapshot bytes and checks they were cut with this core's window sizes.
+    fn decode_snapshot(&self, bytes: &[u8]) -> Result<Snapshot<'static>, SnapshotError> {
+        let core = self;
         let snapshot: Snapshot<'static> =
             serde_json::from_slice(bytes).map_err(SnapshotError::Decode)?;
         if snapshot.version != SNAPSHOT_VERSION {
@@ -156,22 +244,7 @@ impl Aggregator {
                 config_hopping: pair(core.config.hopping),
             });
         }
-        core.watermark = WatermarkTracker::from_state(
-            core.config.allowed_out_of_orderness_ms,
-            core.config.idle_timeout_ms,
-            snapshot.watermark,
-        );
-        for w in snapshot.windows {
-            let start = w.start_ms;
-            let bounds = WindowBounds {
-                kind: w.kind,
-                start_ms: start,
-                end_ms: start.saturating_add(core.assigner.size_ms(w.kind)),
-            };
-            let sid = core.series.intern(w.series.fields());
-            core.insert_window(sid, bounds, w.metrics, w.revision);
-        }
-        Ok(core)
+        Ok(snapshot)
     }
 
     fn on_call(&mut self, partition: i32, input_id: &str, call: &LlmCall) -> Vec<Output> {
@@ -196,6 +269,9 @@ impl Aggregator {
             });
         } else {
             let sid = self.series.intern(call_fields(call));
+            if let Some(series) = self.series.get_mut(sid) {
+                series.input_partition = partition;
+            }
             for b in &bounds {
                 let pos = pos_of(b);
                 let existing = self
@@ -351,7 +427,25 @@ impl Processor for Aggregator {
         }
     }
 
-    /// Feeds the runtime's partition report to the watermark; emits what an advance closes.
+    fn checkpoint(&self, topic: LogicalTopic, partition: i32) -> Option<Vec<u8>> {
+        if topic != LogicalTopic::Telemetry {
+            return None;
+        }
+        // Serialising plain data cannot fail; if it ever did, the previous checkpoint would stay
+        // and more would be replayed after a restart.
+        self.partition_snapshot(partition).ok()
+    }
+
+    fn restore(&mut self, topic: LogicalTopic, partition: i32, state: &[u8]) -> Result<(), String> {
+        if topic != LogicalTopic::Telemetry {
+            return Ok(());
+        }
+        self.restore_partition(partition, state)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Feeds the runtime's partition report to the watermark (a revoked partition's windows
+    /// are dropped first); emits what an advance closes.
     fn on_partition(
         &mut self,
         topic: LogicalTopic,
@@ -360,6 +454,9 @@ impl Processor for Aggregator {
     ) -> Vec<Output> {
         if topic != LogicalTopic::Telemetry {
             return Vec::new();
+        }
+        if state == PartitionState::Revoked {
+            self.drop_partition(partition);
         }
         let before = self.watermark.current();
         if self.watermark.report(partition, state) == before {

@@ -32,6 +32,9 @@ pub(crate) struct Series {
     pub(crate) key: SeriesKey,
     pub(crate) id_prefix: String,
     pub(crate) partition_key: String,
+    /// The input partition its calls arrive on (its key, app/route, decides it): what its
+    /// windows are checkpointed with. -1 until the first call.
+    pub(crate) input_partition: i32,
     lookup_key: Vec<u8>,
     pub(crate) windows: BTreeMap<WindowPos, WindowState>,
 }
@@ -62,6 +65,7 @@ impl SeriesTable {
         let series = Series {
             id_prefix: key.id_prefix(),
             partition_key: key.partition_key(),
+            input_partition: -1,
             key,
             lookup_key: self.scratch.clone(),
             windows: BTreeMap::new(),
@@ -107,6 +111,14 @@ impl SeriesTable {
     /// Every series with windows, in slab order (callers sort what they output).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Series> {
         self.slots.iter().flatten()
+    }
+
+    /// Every series with windows and its id, in slab order.
+    pub(crate) fn iter_ids(&self) -> impl Iterator<Item = (SeriesId, &Series)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| s.as_ref().map(|s| (id, s)))
     }
 }
 

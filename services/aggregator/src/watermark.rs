@@ -135,6 +135,36 @@ impl WatermarkTracker {
         }
     }
 
+    /// The part of the state a checkpoint of one input partition keeps: that partition's max
+    /// event time and the operator watermark.
+    pub(crate) fn partition_state(&self, partition: i32) -> WatermarkState {
+        WatermarkState {
+            partitions: self
+                .state
+                .partitions
+                .get(&partition)
+                .map(|m| (partition, *m))
+                .into_iter()
+                .collect(),
+            current: self.state.current,
+        }
+    }
+
+    /// Takes back a partition's checkpointed state. The operator watermark becomes the larger of
+    /// the two: windows the previous owner closed stay closed (an event for one is late, as it
+    /// would have been there), at the cost of closing this instance's own windows early if it
+    /// was far behind the previous owner.
+    pub(crate) fn restore_partition(&mut self, partition: i32, state: WatermarkState) {
+        if let Some(max) = state.partitions.get(&partition) {
+            let entry = self.state.partitions.entry(partition).or_insert(*max);
+            *entry = (*entry).max(*max);
+        }
+        self.state.current = match (self.state.current, state.current) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
     /// The operator watermark: every window ending at or before it is complete (up to lateness).
     pub fn current(&self) -> Option<i64> {
         self.state.current

@@ -202,3 +202,39 @@ fn a_partition_reported_idle_stops_holding_the_watermark() {
         "windows of partition 0 closed by the report"
     );
 }
+
+#[test]
+fn per_partition_checkpoints_restored_into_a_new_core_continue_the_run() {
+    let logs = logs(2);
+    let expected = live(&logs);
+    let mut arrivals: Vec<&Input> = logs.iter().flatten().collect();
+    arrivals.sort_by_key(|i| (i.offset, i.partition));
+    let (first, second) = arrivals.split_at(arrivals.len() / 3);
+
+    let mut result = Result::default();
+    let mut core = Aggregator::new(AggregatorConfig::default()).expect("config");
+    for input in first {
+        result.take(core.process(input));
+    }
+    let checkpoints: Vec<(i32, Vec<u8>)> = (0..PARTITIONS)
+        .map(|p| {
+            (
+                p,
+                core.checkpoint(LogicalTopic::Telemetry, p)
+                    .expect("checkpoint"),
+            )
+        })
+        .collect();
+    drop(core);
+    let mut restored = Aggregator::new(AggregatorConfig::default()).expect("config");
+    for (p, bytes) in &checkpoints {
+        restored
+            .restore(LogicalTopic::Telemetry, *p, bytes)
+            .expect("restore");
+    }
+    for input in second {
+        result.take(restored.process(input));
+    }
+    result.take(restored.flush());
+    assert_same_windows(&expected, &result, "restored");
+}

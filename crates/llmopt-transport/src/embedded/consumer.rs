@@ -209,6 +209,7 @@ impl Consumer for EmbeddedConsumer {
                     partition: tp.clone(),
                     position: Some(self.positions.get(tp).copied().unwrap_or(0)),
                     end: Some(end),
+                    at_end: None,
                 }
             })
             .collect())

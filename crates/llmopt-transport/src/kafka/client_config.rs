@@ -43,15 +43,18 @@ pub(crate) fn producer(config: &KafkaConfig, client_id: &str) -> ClientConfig {
     apply_overrides(cc, config)
 }
 
-/// At-least-once consumer: offsets are stored only on ack and committed from the store.
+/// At-least-once consumer: offsets are stored only on ack and committed only when the runner
+/// says so (`Consumer::commit`), never in the background: a service that checkpoints its state
+/// commits exactly the offsets its checkpoints cover, which a background commit would overtake.
 pub(crate) fn consumer(config: &KafkaConfig, client_id: &str, group: &str) -> ClientConfig {
     let mut cc = common(config, client_id);
     cc.set("group.id", group)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
+        // Reaching a partition's end is an event: the runner trusts it over the broker's
+        // reported end, which can lag the log.
+        .set("enable.partition.eof", "true")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
             "heartbeat.interval.ms",

@@ -40,6 +40,15 @@ struct Reading {
 }
 
 impl ClientContext for RebalanceLogger {
+    /// Reaching a partition's end is reported as an "error" too (partition EOF is on, see
+    /// `client_config`); it is the normal state of a caught-up consumer, not worth a line.
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::PartitionEOF(_) => tracing::trace!(%error, reason, "librdkafka"),
+            _ => tracing::error!(%error, reason, "librdkafka"),
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let mut lags = Vec::new();
         let mut progress = Vec::new();
@@ -71,6 +80,7 @@ impl ClientContext for RebalanceLogger {
                     partition: tp,
                     position,
                     end: Some(p.hi_offset),
+                    at_end: None,
                 });
             }
         }
@@ -104,6 +114,9 @@ pub struct KafkaConsumer {
     reading: Arc<Mutex<Reading>>,
     /// Progress asked of the broker for partitions the statistics do not cover yet.
     fetched: HashMap<TopicPartition, PartitionProgress>,
+    /// Per partition: whether the last fetch after the last delivered record came back empty
+    /// (librdkafka's partition EOF).
+    at_end: HashMap<TopicPartition, bool>,
 }
 
 /// How long one broker question about a newly assigned partition may take.
@@ -138,6 +151,7 @@ fn fetch_progress(
                 partition: tp,
                 position: Some(position),
                 end: Some(high),
+                at_end: None,
             })
         })
         .collect()
@@ -170,6 +184,7 @@ impl KafkaConsumer {
             consumer: Arc::new(consumer),
             reading,
             fetched: HashMap::new(),
+            at_end: HashMap::new(),
         })
     }
 }
@@ -177,10 +192,30 @@ impl KafkaConsumer {
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn poll(&mut self, timeout: Duration) -> Result<Option<InboundMessage>, TransportError> {
-        let received = match tokio::time::timeout(timeout, self.consumer.recv()).await {
-            Err(_) => return Ok(None),
-            Ok(result) => result.map_err(|e| TransportError::kafka("consume", e))?,
+        let deadline = tokio::time::Instant::now() + timeout;
+        let received = loop {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(Err(KafkaError::PartitionEOF(partition))) => {
+                    // The event names no topic: every owned topic's partition of that number
+                    // is marked (only a multi-topic consumer can be wrong, and only until its
+                    // next record from there).
+                    for tp in self.assignment()? {
+                        if tp.partition == partition {
+                            self.at_end.insert(tp, true);
+                        }
+                    }
+                }
+                Ok(result) => break result.map_err(|e| TransportError::kafka("consume", e))?,
+            }
         };
+        self.at_end.insert(
+            TopicPartition {
+                topic: received.topic().to_string(),
+                partition: received.partition(),
+            },
+            false,
+        );
         let headers = received
             .headers()
             .map(|hs| {
@@ -284,6 +319,9 @@ impl Consumer for KafkaConsumer {
             }
         }
         known.extend(self.fetched.values().cloned());
+        for p in &mut known {
+            p.at_end = Some(self.at_end.get(&p.partition).copied().unwrap_or(false));
+        }
         Ok(known)
     }
 
