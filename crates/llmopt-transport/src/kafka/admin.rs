@@ -1,3 +1,5 @@
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -16,10 +18,40 @@ pub(crate) async fn ensure_topics(
     if topics.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = client_config::admin(config, client_id)
-        .create()
-        .map_err(|e| TransportError::kafka("create admin client", e))?;
-    let new_topics: Vec<NewTopic<'_>> = topics
+    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
+        client_config::admin(config, client_id)
+            .create()
+            .map_err(|e| TransportError::kafka("create admin client", e))?,
+    );
+    // Only the missing ones are created: a broker asked to create topics that exist should
+    // answer TopicAlreadyExists, but tansu (memory storage) was seen to leave a consumer of a
+    // topic that several services "created" at once reading nothing, and five services starting
+    // together each asked for all eleven topics.
+    let existing: HashSet<String> = {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            admin
+                .inner()
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .map(|t| t.name().to_string())
+                        .collect::<HashSet<_>>()
+                })
+        })
+        .await
+        .map_err(|e| TransportError::Timeout(format!("metadata task failed: {e}")))?
+        .map_err(|e| TransportError::kafka("metadata", e))?
+    };
+    let missing: Vec<&TopicSpec> = topics
+        .iter()
+        .filter(|t| !existing.contains(&t.name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|t| {
             NewTopic::new(

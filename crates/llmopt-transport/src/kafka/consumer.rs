@@ -44,7 +44,9 @@ impl ClientContext for RebalanceLogger {
     /// `client_config`); it is the normal state of a caught-up consumer, not worth a line.
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
-            KafkaError::PartitionEOF(_) => tracing::trace!(%error, reason, "librdkafka"),
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!(%error, reason, "librdkafka")
+            }
             _ => tracing::error!(%error, reason, "librdkafka"),
         }
     }
