@@ -250,5 +250,21 @@ while :; do
 done
 if ((raw_in > 0 && ingest_out > 0)); then pass "ingest: $raw_in from llmopt.telemetry.raw, $ingest_out to llmopt.telemetry"
 else fail "ingest: $raw_in in, $ingest_out out"; fi
+# Known tansu fault (see the closing notes of issues 8 and 9): now and then the aggregator's group
+# member is handed its partitions without librdkafka's rebalance callback ever running, stays
+# ready and idle, and never fetches. A real broker has not shown it. Restart that pod once, say so
+# loudly, and require the restarted aggregator to consume everything.
+if ((ingest_out > 0 && agg_in == 0)); then
+  say "WARNING: aggregator consumed nothing while ingest wrote $ingest_out records (tansu group fault); restarting its pod once"
+  podman logs "$RELEASE-aggregator-pod-0-aggregator" >"$WORK/aggregator-before-restart.log" 2>&1 || true
+  podman pod restart "$RELEASE-aggregator-pod-0" >/dev/null
+  deadline=$((SECONDS + 90))
+  while :; do
+    agg_in=$(metric_sum "${URL[aggregator]}" llmopt_events_in_total service=aggregator topic=llmopt.telemetry || echo 0)
+    windows=$(metric_sum "${URL[aggregator]}" llmopt_events_out_total service=aggregator topic=llmopt.windows || echo 0)
+    if ((agg_in > 0 && windows > 0)) || ((SECONDS > deadline)); then break; fi
+    sleep 2
+  done
+fi
 if ((agg_in > 0 && windows > 0)); then pass "aggregator: $agg_in from llmopt.telemetry, $windows windows to llmopt.windows"
 else fail "aggregator: $agg_in in, $windows windows out"; fi
