@@ -119,7 +119,13 @@ impl Aggregator {
         let snapshot = self.decode_snapshot(bytes)?;
         self.watermark
             .restore_partition(partition, snapshot.watermark);
-        for w in snapshot.windows {
+        self.insert_snapshot_windows(snapshot.windows, partition);
+        Ok(())
+    }
+
+    /// Adds the windows of a snapshot to the state, their series tagged with `partition`.
+    fn insert_snapshot_windows(&mut self, windows: Vec<WindowSnapshot<'_>>, partition: i32) {
+        for w in windows {
             let start = w.start_ms;
             let bounds = WindowBounds {
                 kind: w.kind,
@@ -132,7 +138,6 @@ impl Aggregator {
             }
             self.insert_window(sid, bounds, w.metrics, w.revision);
         }
-        Ok(())
     }
 
     /// Forgets the windows of the series read from `partition` (it moved to another instance,
@@ -206,16 +211,9 @@ impl Aggregator {
             core.config.idle_timeout_ms,
             snapshot.watermark,
         );
-        for w in snapshot.windows {
-            let start = w.start_ms;
-            let bounds = WindowBounds {
-                kind: w.kind,
-                start_ms: start,
-                end_ms: start.saturating_add(core.assigner.size_ms(w.kind)),
-            };
-            let sid = core.series.intern(w.series.fields());
-            core.insert_window(sid, bounds, w.metrics, w.revision);
-        }
+        // A whole-core snapshot does not say which partition a series came from: its next
+        // call tags it.
+        core.insert_snapshot_windows(snapshot.windows, -1);
         Ok(core)
     }
 
