@@ -125,6 +125,32 @@ impl EmbeddedConsumer {
     }
 }
 
+impl EmbeddedConsumer {
+    /// Position and end of every owned partition: exact, read under the log's lock.
+    fn exact_progress(&self) -> Vec<PartitionProgress> {
+        if !self.active {
+            return Vec::new();
+        }
+        let state = self.inner.lock();
+        self.assigned
+            .iter()
+            .map(|tp| {
+                let end = state
+                    .topics
+                    .get(&tp.topic)
+                    .and_then(|parts| parts.get(tp.partition as usize))
+                    .map_or(0, |log| log.len() as i64);
+                PartitionProgress {
+                    partition: tp.clone(),
+                    position: Some(self.positions.get(tp).copied().unwrap_or(0)),
+                    end: Some(end),
+                    at_end: None,
+                }
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Consumer for EmbeddedConsumer {
     async fn poll(&mut self, timeout: Duration) -> Result<Option<InboundMessage>, TransportError> {
@@ -172,47 +198,18 @@ impl Consumer for EmbeddedConsumer {
     }
 
     async fn lag(&mut self) -> Result<Vec<(TopicPartition, i64)>, TransportError> {
-        if !self.active {
-            return Ok(Vec::new());
-        }
-        let state = self.inner.lock();
         Ok(self
-            .assigned
-            .iter()
-            .map(|tp| {
-                let end = state
-                    .topics
-                    .get(&tp.topic)
-                    .and_then(|parts| parts.get(tp.partition as usize))
-                    .map_or(0, |log| log.len() as i64);
-                let position = self.positions.get(tp).copied().unwrap_or(0);
-                (tp.clone(), (end - position).max(0))
+            .exact_progress()
+            .into_iter()
+            .map(|p| {
+                let lag = p.end.unwrap_or(0) - p.position.unwrap_or(0);
+                (p.partition, lag.max(0))
             })
             .collect())
     }
 
     async fn progress(&mut self) -> Result<Vec<PartitionProgress>, TransportError> {
-        if !self.active {
-            return Ok(Vec::new());
-        }
-        let state = self.inner.lock();
-        Ok(self
-            .assigned
-            .iter()
-            .map(|tp| {
-                let end = state
-                    .topics
-                    .get(&tp.topic)
-                    .and_then(|parts| parts.get(tp.partition as usize))
-                    .map_or(0, |log| log.len() as i64);
-                PartitionProgress {
-                    partition: tp.clone(),
-                    position: Some(self.positions.get(tp).copied().unwrap_or(0)),
-                    end: Some(end),
-                    at_end: None,
-                }
-            })
-            .collect())
+        Ok(self.exact_progress())
     }
 
     async fn close(mut self: Box<Self>) -> Result<(), TransportError> {
