@@ -110,14 +110,17 @@ pub async fn start_observed(
     runner_config: RunnerConfig,
     observed: Observed,
 ) -> anyhow::Result<ServiceHandle> {
-    // Cores with state rebuild it from their inputs after a restart; ingest keeps none, and the
-    // quantizer's only state (jobs handled) lives in the state store: replaying its inputs
-    // would re-run every job.
-    // The aggregator checkpoints its per-partition state instead (when the runner config asks
-    // for checkpoints: long-running services; in-process runs rebuild nothing either way).
-    let checkpointed = runner_config.checkpoints && service == Service::Aggregator;
+    // Cores with state checkpoint it in the state store (per partition for the aggregator,
+    // whole for the detector, decision and actuator) when the runner config asks for
+    // checkpoints: long-running services. Without checkpoints a restarted service rebuilds its
+    // state by replaying its inputs up to its committed offsets (in-process runs rebuild
+    // nothing either way: they start from empty topics). Ingest keeps no state of its own, and
+    // the quantizer's (jobs handled) lives in the state store: replaying its inputs would
+    // re-run every job.
+    let stateful = !matches!(service, Service::Ingest | Service::Quantizer);
+    let checkpointed = runner_config.checkpoints && stateful;
     let runner_config = RunnerConfig {
-        rebuild_state: !checkpointed && !matches!(service, Service::Ingest | Service::Quantizer),
+        rebuild_state: !checkpointed && stateful,
         ..runner_config
     };
     let checkpoints = checkpointed.then(|| store.clone());

@@ -1,6 +1,7 @@
 //! The quantizer service on a real broker and Redis: a job delivered twice produces exactly one
 //! artifact event and one artifact; a job naming a missing model or bad parameters produces a
-//! failure event with its reason, and the worker goes on serving the next job.
+//! failure event with its reason, and the worker goes on serving the next job; jobs that outlast
+//! the consumer's poll interval run off the consumer thread without the worker being evicted.
 
 mod common;
 
@@ -22,6 +23,9 @@ use llmopt_state::redis::RedisStore;
 use llmopt_state::{StateConfig, StateKind};
 use llmopt_transport::kafka::KafkaTransport;
 use llmopt_transport::{LogicalTopic, OutboundMessage, TopicNames, Transport, TransportConfig};
+
+/// The consumers' `max.poll.interval.ms` (librdkafka's minimum is the session timeout).
+const MAX_POLL_INTERVAL_MS: u64 = 6000;
 
 fn job(
     id: &str,
@@ -81,8 +85,16 @@ fn worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_through_kafka_dedup_failures_and_keep_serving() {
+    // A member that does not poll for `max.poll.interval.ms` is evicted and its job delivered
+    // again: the GPTQ job runs far longer than this, so only a job run off the consumer thread
+    // (partitions paused, polls going on) consumes each record once.
+    let mut kafka = common::kafka_config();
+    kafka.properties.insert(
+        "max.poll.interval.ms".into(),
+        MAX_POLL_INTERVAL_MS.to_string(),
+    );
     let transport: Arc<dyn Transport> =
-        Arc::new(KafkaTransport::new(&common::kafka_config(), "quantizer-test").expect("kafka"));
+        Arc::new(KafkaTransport::new(&kafka, "quantizer-test").expect("kafka"));
     let store = Arc::new(
         RedisStore::connect(&StateConfig {
             kind: StateKind::Redis,
@@ -151,8 +163,17 @@ async fn jobs_through_kafka_dedup_failures_and_keep_serving() {
     );
     let runner = worker(core, &store, &transport, &names, 15);
     let (_trigger, stop) = shutdown::channel();
+    let started = std::time::Instant::now();
     let (_, summary) = runner.run(stop).await.expect("runner");
-    assert_eq!(summary.consumed, 6);
+    assert!(
+        started.elapsed() > Duration::from_millis(2 * MAX_POLL_INTERVAL_MS),
+        "the jobs outlast the poll interval ({:?}), or this proves nothing",
+        started.elapsed()
+    );
+    assert_eq!(
+        summary.consumed, 6,
+        "every record consumed once: the worker was never evicted mid-job"
+    );
 
     // A restarted worker (new process, same Redis) does not redo a handled job.
     transport

@@ -353,3 +353,68 @@ async fn kafka_member_reports_its_own_lag_without_blocking_the_poll_loop() {
     }
     consumer.close().await.expect("close");
 }
+
+/// A paused member delivers nothing from its partitions while it keeps polling (and stays in
+/// its group); resumed, it delivers everything from where it was, nothing lost or repeated.
+async fn pause_holds_records_until_resume(transport: Arc<dyn Transport>) {
+    let topic = common::unique("llmopt.pause");
+    transport
+        .ensure_topics(&[TopicSpec {
+            name: topic.clone(),
+            partitions: 2,
+        }])
+        .await
+        .expect("topic");
+    let mut consumer = transport
+        .subscribe(&common::unique("pause-group"), std::slice::from_ref(&topic))
+        .await
+        .expect("subscribe");
+    publish_all(transport.as_ref(), &topic, 0..10).await;
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 10 {
+        assert!(Instant::now() < deadline, "first records never came");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)).await.expect("poll") {
+            seen.insert(m.offset * 10 + i64::from(m.partition));
+            consumer.ack(&m).expect("ack");
+        }
+    }
+    consumer.pause().expect("pause");
+    publish_all(transport.as_ref(), &topic, 10..20).await;
+    let paused_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < paused_until {
+        assert!(
+            consumer
+                .poll(Duration::from_millis(200))
+                .await
+                .expect("poll while paused")
+                .is_none(),
+            "a paused member delivered a record"
+        );
+    }
+    consumer.resume().expect("resume");
+    let registry = SchemaRegistry::current();
+    let mut after = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while after.len() < 10 {
+        assert!(Instant::now() < deadline, "resumed member delivered {after:?}");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)).await.expect("poll") {
+            assert!(
+                after.insert(check_content(&m, &registry)),
+                "record delivered twice"
+            );
+        }
+    }
+    assert_eq!(after, (10..20).collect::<HashSet<u64>>());
+    consumer.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_pause_holds_records_until_resume() {
+    pause_holds_records_until_resume(kafka()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_pause_holds_records_until_resume() {
+    pause_holds_records_until_resume(embedded()).await;
+}

@@ -4,6 +4,8 @@
 //! a new owner bumps it with compare-and-set before restoring, so a previous owner that has not
 //! noticed losing the partition (a zombie) fails its next write instead of overwriting.
 
+use std::collections::BTreeMap;
+
 use llmopt_state::{CasOutcome, StateError, StateStore};
 
 use crate::RuntimeError;
@@ -61,6 +63,72 @@ impl PartitionCheckpoint {
 /// The state-store key of a partition's checkpoint for consumer group `group`.
 pub(crate) fn key(group: &str, topic: &str, partition: i32) -> String {
     format!("checkpoint:{group}:{topic}:{partition}")
+}
+
+/// The state-store key of a [`crate::StateScope::Whole`] core's checkpoint for `group`.
+pub(crate) fn whole_key(group: &str) -> String {
+    format!("checkpoint:{group}:whole")
+}
+
+const WHOLE_MAGIC: &[u8; 6] = b"LLWH1\n";
+
+/// What a whole-core checkpoint holds: the core's state and, for every input partition, the
+/// offset of the next record the state does not cover.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct WholeState {
+    pub offsets: BTreeMap<(String, i32), i64>,
+    pub state: Vec<u8>,
+}
+
+impl WholeState {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(WHOLE_MAGIC.len() + 4 + self.state.len());
+        out.extend_from_slice(WHOLE_MAGIC);
+        out.extend_from_slice(&(self.offsets.len() as u32).to_be_bytes());
+        for ((topic, partition), offset) in &self.offsets {
+            out.extend_from_slice(&(topic.len() as u32).to_be_bytes());
+            out.extend_from_slice(topic.as_bytes());
+            out.extend_from_slice(&partition.to_be_bytes());
+            out.extend_from_slice(&offset.to_be_bytes());
+        }
+        out.extend_from_slice(&self.state);
+        out
+    }
+
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, StateError> {
+        let corrupt = |reason: &str| StateError::Corrupt {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        };
+        let mut rest = bytes
+            .strip_prefix(WHOLE_MAGIC.as_slice())
+            .ok_or_else(|| corrupt("not a whole-core checkpoint"))?;
+        let mut take = |n: usize| -> Result<&[u8], StateError> {
+            if rest.len() < n {
+                return Err(corrupt("truncated offsets"));
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let word = |b: &[u8]| -> [u8; 8] { b.try_into().unwrap_or_default() };
+        let half = |b: &[u8]| -> [u8; 4] { b.try_into().unwrap_or_default() };
+        let count = u32::from_be_bytes(half(take(4)?));
+        let mut offsets = BTreeMap::new();
+        for _ in 0..count {
+            let len = u32::from_be_bytes(half(take(4)?)) as usize;
+            let topic = std::str::from_utf8(take(len)?)
+                .map_err(|_| corrupt("topic name is not UTF-8"))?
+                .to_string();
+            let partition = i32::from_be_bytes(half(take(4)?));
+            let offset = i64::from_be_bytes(word(take(8)?));
+            offsets.insert((topic, partition), offset);
+        }
+        Ok(Self {
+            offsets,
+            state: rest.to_vec(),
+        })
+    }
 }
 
 /// This instance's hold on a partition's checkpoint record.
@@ -182,6 +250,22 @@ mod tests {
         );
         assert!(PartitionCheckpoint::decode("k", b"LLCP1\nshort").is_err());
         assert!(PartitionCheckpoint::decode("k", b"something else entirely....").is_err());
+    }
+
+    #[test]
+    fn whole_states_round_trip_and_truncation_is_corrupt() {
+        let whole = WholeState {
+            offsets: [(("t".to_string(), 0), 12), (("u".to_string(), 3), 7)].into(),
+            state: b"core".to_vec(),
+        };
+        let bytes = whole.encode();
+        assert_eq!(WholeState::decode("k", &bytes).expect("decode"), whole);
+        for cut in [3, 10, 20] {
+            assert!(
+                WholeState::decode("k", &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[tokio::test]

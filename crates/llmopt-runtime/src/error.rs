@@ -20,6 +20,10 @@ pub enum RuntimeError {
     /// restarted.
     #[error("fenced off checkpoint `{key}`: {reason}")]
     Fenced { key: String, reason: String },
+    /// A core's long job failed to run to completion (it panicked): a bug, reported rather
+    /// than hidden; the input stays unacked and is delivered again after a restart.
+    #[error("job for input `{input}` failed: {reason}")]
+    Job { input: String, reason: String },
     /// A checkpoint could not be restored into the core.
     #[error("cannot restore checkpoint `{key}`: {reason}")]
     Restore { key: String, reason: String },
@@ -35,6 +39,7 @@ impl RuntimeError {
             RuntimeError::Encode { .. }
             | RuntimeError::Admin(_)
             | RuntimeError::Fenced { .. }
+            | RuntimeError::Job { .. }
             | RuntimeError::Restore { .. } => false,
         }
     }

@@ -23,4 +23,4 @@ pub mod trace;
 pub use dead_letter::dead_letter_for;
 pub use effects::{Effects, NoEffects};
 pub use error::RuntimeError;
-pub use processor::{Input, Output, PartitionState, Processor, Rejection};
+pub use processor::{Input, Job, Output, PartitionState, Processor, Rejection, StateScope};

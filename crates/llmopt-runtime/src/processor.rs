@@ -50,6 +50,16 @@ pub trait Processor: Send + 'static {
     /// Handles one input event and returns the events to publish, in order.
     fn process(&mut self, input: &Input) -> Vec<Output>;
 
+    /// A long job for `input` (minutes: the quantizer's), to run instead of
+    /// [`Processor::process`] and off the consumer's thread. The runtime pauses the input
+    /// partitions and runs the job on a blocking thread while the consumer keeps polling, so
+    /// the worker stays in its group however long the job takes; it then publishes the outputs
+    /// the job returns and acks the input only after they are acknowledged (so a job
+    /// interrupted by a crash is delivered again). `None`: process the input in line.
+    fn job(&mut self, _input: &Input) -> Option<Job> {
+        None
+    }
+
     /// Checks an input before processing; a rejection sends the original record to the
     /// dead-letter topic with the reason instead of processing it. Most cores accept everything
     /// that decodes; ingest validates telemetry here.
@@ -93,7 +103,46 @@ pub trait Processor: Send + 'static {
     ) -> Result<(), String> {
         Ok(())
     }
+
+    /// Whether the core keeps its state per input partition (the default) or as one whole
+    /// across all of them; the runtime checkpoints it accordingly (see [`StateScope`]).
+    fn state_scope(&self) -> StateScope {
+        StateScope::PerPartition
+    }
+
+    /// The whole state of a [`StateScope::Whole`] core, serialised for a checkpoint that also
+    /// records every input partition's offset; `None` when there is nothing to checkpoint.
+    fn checkpoint_whole(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Takes back the state [`Processor::checkpoint_whole`] wrote, when this instance joins its
+    /// group (before any record is processed).
+    fn restore_whole(&mut self, _state: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
 }
+
+/// How a core's state maps onto its input partitions, which decides how it is checkpointed and
+/// whether the service scales out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateScope {
+    /// State per input partition ([`Processor::checkpoint`]): each partition's state moves
+    /// with the partition, so any number of instances can share the group (partitions are the
+    /// unit of parallelism). Stateless cores are trivially per partition.
+    PerPartition,
+    /// One state across every input partition and topic ([`Processor::checkpoint_whole`]):
+    /// decisions that need the whole fleet's view (or a topic joined with another that is not
+    /// co-partitioned). The checkpoint records every input partition's offset and is claimed
+    /// per consumer group: such a service runs as one instance. If a second one joins the
+    /// group anyway, its claim fences the first, which stops at its next checkpoint with an
+    /// error naming the record rather than go on acting on half the inputs.
+    Whole,
+}
+
+/// A long job a core hands the runtime (see [`Processor::job`]): runs once, on a blocking
+/// thread, and returns the outputs to publish.
+pub type Job = Box<dyn FnOnce() -> Vec<Output> + Send + 'static>;
 
 /// An input partition's state as the runtime sees it (see [`Processor::on_partition`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

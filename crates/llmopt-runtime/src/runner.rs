@@ -14,12 +14,13 @@ use llmopt_transport::{
 
 use tracing::Instrument;
 
-use crate::checkpoint::{self, Claim};
+use crate::checkpoint::{self, Claim, WholeState};
 use crate::health::Health;
 use crate::metrics::ServiceMetrics;
 use crate::shutdown::Shutdown;
 use crate::{
     dead_letter_for, trace, Effects, Input, Output, PartitionState, Processor, RuntimeError,
+    StateScope,
 };
 use llmopt_state::StateStore;
 
@@ -29,6 +30,10 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the run loop re-reads its assignment and each partition's progress, to tell the
 /// core about backlogs, idle partitions and revocations.
 const PARTITION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long each poll waits while a core's job runs (the consumer's partitions are paused; the
+/// polls keep the member in its group).
+const JOB_POLL: Duration = Duration::from_millis(200);
 
 /// How often acked offsets are committed while records keep coming (without checkpoints).
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -188,6 +193,8 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             partitions_checked: Instant::now(),
             clock: None,
             unassigned_since: Some(Instant::now()),
+            whole: None,
+            held: VecDeque::new(),
         })
     }
     /// Replays the inputs up to `group`'s committed offsets through the core, discarding its
@@ -283,7 +290,12 @@ impl<P: Processor, E: Effects> Runner<P, E> {
     /// Each input gets a span (target [`trace::TARGET`]) whose parent is the record's
     /// `traceparent`; it stays open until the input is acked, and its own `traceparent` is what
     /// the outputs carry.
-    async fn handle(&mut self, message: InboundMessage) -> Result<InFlight, RuntimeError> {
+    async fn handle(
+        &mut self,
+        message: InboundMessage,
+        consumer: &mut dyn Consumer,
+        held: &mut VecDeque<InboundMessage>,
+    ) -> Result<InFlight, RuntimeError> {
         let started = Instant::now();
         self.metrics
             .events_in
@@ -321,7 +333,10 @@ impl<P: Processor, E: Effects> Runner<P, E> {
                         .inc();
                     None
                 } else {
-                    outputs = self.processor.process(&input);
+                    outputs = match self.processor.job(&input) {
+                        Some(job) => run_job(job, &input.id, consumer, held).await?,
+                        None => self.processor.process(&input),
+                    };
                     let traceparent = trace::traceparent(&span).or(incoming);
                     let delivery = self.enqueue(&outputs, traceparent.as_deref(), &span)?;
                     admitted = Some(input);
@@ -489,6 +504,51 @@ impl<P: Processor, E: Effects> Runner<P, E> {
     }
 }
 
+/// Runs a core's long job on a blocking thread while the consumer keeps polling with its
+/// partitions paused, so the member stays in its group (librdkafka evicts a member that
+/// does not poll for `max.poll.interval.ms`). Records that still arrive (a partition
+/// assigned meanwhile starts unpaused) are held and handled after the job, in order.
+async fn run_job(
+    job: crate::Job,
+    input: &str,
+    consumer: &mut dyn Consumer,
+    held: &mut VecDeque<InboundMessage>,
+) -> Result<Vec<Output>, RuntimeError> {
+    consumer.pause()?;
+    let started = Instant::now();
+    tracing::info!(
+        input,
+        "job started off the consumer thread; partitions paused"
+    );
+    let task = tokio::task::spawn_blocking(job);
+    while !task.is_finished() {
+        match consumer.poll(JOB_POLL).await {
+            Ok(Some(message)) => {
+                held.push_back(message);
+                consumer.pause()?;
+            }
+            Ok(None) => {}
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "broker unavailable while a job runs");
+                tokio::time::sleep(JOB_POLL).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let outputs = task.await.map_err(|e| RuntimeError::Job {
+        input: input.to_string(),
+        reason: e.to_string(),
+    })?;
+    consumer.resume()?;
+    tracing::info!(
+        input,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        outputs = outputs.len(),
+        "job finished; partitions resumed"
+    );
+    Ok(outputs)
+}
+
 /// An input whose outputs are on their way: acked once they are acknowledged. Outputs of a
 /// partition signal have no input (`message` is `None`) but keep their place in the queue, so
 /// no later offset is committed before they are acknowledged.
@@ -521,6 +581,19 @@ pub struct Stage<P: Processor, E: Effects> {
     clock: Option<PartitionClock>,
     /// Since when this member owns no partition (logged while it lasts).
     unassigned_since: Option<Instant>,
+    /// The group's whole-core checkpoint, once claimed ([`StateScope::Whole`] cores).
+    whole: Option<WholeHold>,
+    /// Records that arrived while a job ran, handled before polling again.
+    held: VecDeque<InboundMessage>,
+}
+
+/// This instance's hold on its group's whole-core checkpoint.
+#[derive(Debug)]
+struct WholeHold {
+    claim: Claim,
+    /// Per input partition, the next offset the core's state does not cover: restored from
+    /// the checkpoint, then advanced as records are processed and partitions let go.
+    offsets: BTreeMap<(String, i32), i64>,
 }
 
 /// The runner's view of one owned input partition.
@@ -619,7 +692,11 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         let mut processed = 0;
         self.check_partitions().await?;
         loop {
-            match self.consumer.poll(idle).await? {
+            let polled = match self.held.pop_front() {
+                Some(message) => Some(message),
+                None => self.consumer.poll(idle).await?,
+            };
+            match polled {
                 Some(message) => {
                     self.handle_and_maybe_commit(message).await?;
                     processed += 1;
@@ -663,10 +740,13 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             if self.last_commit.elapsed() >= commit_interval {
                 self.commit().await?;
             }
-            let polled = tokio::select! {
-                biased;
-                _ = shutdown.wait() => break,
-                polled = self.consumer.poll(self.runner.config.poll_timeout) => polled,
+            let polled = match self.held.pop_front() {
+                Some(message) => Ok(Some(message)),
+                None => tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => break,
+                    polled = self.consumer.poll(self.runner.config.poll_timeout) => polled,
+                },
             };
             let polled = match polled {
                 Ok(polled) => {
@@ -762,7 +842,10 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             }
             return self.complete(false).await;
         }
-        let in_flight = self.runner.handle(message).await?;
+        let in_flight = self
+            .runner
+            .handle(message, self.consumer.as_mut(), &mut self.held)
+            .await?;
         self.in_flight.push_back(in_flight);
         if let Some(track) = self.partitions.get_mut(&tp) {
             track.processed_next = Some(offset + 1);
@@ -793,7 +876,9 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             .cloned()
             .collect();
         for tp in revoked {
-            self.partitions.remove(&tp);
+            if let Some(track) = self.partitions.remove(&tp) {
+                self.let_go_whole(&tp, &track);
+            }
             self.signal(&tp, PartitionState::Revoked)?;
         }
         self.note_assignment(assigned.len());
@@ -1017,6 +1102,9 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         let Some(store) = self.runner.checkpoints.clone() else {
             return Ok(());
         };
+        if self.runner.processor.state_scope() == StateScope::Whole {
+            return self.adopt_partition(store, tp).await;
+        }
         let Some(topic) = self.runner.logical.get(&tp.topic).copied() else {
             return Ok(());
         };
@@ -1050,12 +1138,114 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         Ok(())
     }
 
+    /// For a [`StateScope::Whole`] core: claims the group's checkpoint on the first
+    /// assignment (restoring the core from it), then starts each assigned partition where the
+    /// core's state leaves off.
+    async fn adopt_partition(
+        &mut self,
+        store: Arc<dyn StateStore>,
+        tp: &TopicPartition,
+    ) -> Result<(), RuntimeError> {
+        if self.whole.is_none() {
+            let key = checkpoint::whole_key(&self.group);
+            let mut outage = Outage::new(&self.runner.health, "state store");
+            let (claim, restore) = loop {
+                match checkpoint::claim(store.as_ref(), key.clone()).await {
+                    Err(e) if e.is_transient() => outage.wait(&e).await,
+                    result => break result?,
+                }
+            };
+            let mut offsets = BTreeMap::new();
+            if let Some(restored) = restore {
+                let whole = WholeState::decode(&key, &restored.state)?;
+                self.runner
+                    .processor
+                    .restore_whole(&whole.state)
+                    .map_err(|reason| RuntimeError::Restore {
+                        key: key.clone(),
+                        reason,
+                    })?;
+                tracing::info!(
+                    key,
+                    epoch = claim.epoch,
+                    partitions = whole.offsets.len(),
+                    bytes = whole.state.len(),
+                    "whole-core checkpoint restored"
+                );
+                offsets = whole.offsets;
+            }
+            self.whole = Some(WholeHold { claim, offsets });
+        }
+        let next = self
+            .whole
+            .as_ref()
+            .and_then(|hold| hold.offsets.get(&(tp.topic.clone(), tp.partition)).copied());
+        if let (Some(next), Some(track)) = (next, self.partitions.get_mut(tp)) {
+            track.skip_below = Some(next);
+            track.next = track.next.max(Some(next));
+            track.processed_next = Some(next);
+        }
+        Ok(())
+    }
+
+    /// A whole core keeps what it read of a partition this instance no longer owns: its
+    /// offsets stay with the state, so the partition resumes after them if it comes back.
+    /// Another instance taking it over means two are running, which a whole core does not
+    /// support: the claim of the other fences this one off at its next checkpoint.
+    fn let_go_whole(&mut self, tp: &TopicPartition, track: &PartitionTrack) {
+        let Some(hold) = self.whole.as_mut() else {
+            return;
+        };
+        if let Some(next) = track.processed_next {
+            hold.offsets.insert((tp.topic.clone(), tp.partition), next);
+        }
+        tracing::warn!(topic = %tp.topic, partition = tp.partition,
+            service = self.runner.processor.name(),
+            "partition revoked from a single-instance service: is a second instance running?");
+    }
+
+    /// Writes the whole-core checkpoint if the core processed records since the last one.
+    async fn save_whole(&mut self, store: Arc<dyn StateStore>) -> Result<(), RuntimeError> {
+        if !self.partitions.values().any(|t| t.dirty) {
+            return Ok(());
+        }
+        let state = self.runner.processor.checkpoint_whole();
+        let Some(hold) = self.whole.as_mut() else {
+            return Ok(());
+        };
+        for (tp, track) in self.partitions.iter_mut() {
+            track.dirty = false;
+            if let Some(next) = track.processed_next {
+                hold.offsets.insert((tp.topic.clone(), tp.partition), next);
+            }
+        }
+        let Some(state) = state else {
+            return Ok(());
+        };
+        let record = WholeState {
+            offsets: hold.offsets.clone(),
+            state,
+        }
+        .encode();
+        let mut outage = Outage::new(&self.runner.health, "state store");
+        loop {
+            // The record's own offset field is unused: the offsets are in the record.
+            match checkpoint::save(store.as_ref(), &mut hold.claim, 0, record.clone()).await {
+                Err(e) if e.is_transient() => outage.wait(&e).await,
+                result => return result,
+            }
+        }
+    }
+
     /// Writes a checkpoint for every owned partition the core processed records of since the
     /// last one. Everything read must be acknowledged (see [`Stage::commit`]).
     async fn save_checkpoints(&mut self) -> Result<(), RuntimeError> {
         let Some(store) = self.runner.checkpoints.clone() else {
             return Ok(());
         };
+        if self.runner.processor.state_scope() == StateScope::Whole {
+            return self.save_whole(store).await;
+        }
         let dirty: Vec<TopicPartition> = self
             .partitions
             .iter()

@@ -110,6 +110,15 @@ pub trait Consumer: Send {
     /// interval on Kafka; exact on the embedded log.
     async fn progress(&mut self) -> Result<Vec<PartitionProgress>, TransportError>;
 
+    /// Stops fetching the owned partitions while staying in the group (polls keep the member
+    /// alive and return nothing from them): a long job runs meanwhile. Partitions assigned
+    /// later arrive unpaused (librdkafka's rule), so a caller holding the pause pauses again
+    /// when a record arrives.
+    fn pause(&mut self) -> Result<(), TransportError>;
+
+    /// Fetches the owned partitions again after [`Consumer::pause`].
+    fn resume(&mut self) -> Result<(), TransportError>;
+
     /// Commits acked offsets and leaves the group, so its partitions move to other members at once.
     async fn close(self: Box<Self>) -> Result<(), TransportError>;
 }

@@ -4,17 +4,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use llmopt_events::{AnyEvent, ConfigChange, Decision, DecisionState};
-use llmopt_runtime::{Input, Output, Processor};
+use llmopt_runtime::{Input, Output, Processor, StateScope};
 use llmopt_transport::LogicalTopic;
+use serde::{Deserialize, Serialize};
 
 use crate::apply::{decision_step, parse_action, plan, Action, ApplyError};
 use crate::routing::{route_key, RoutingConfig, RoutingProjection};
 
 /// The actuator's deterministic core.
 ///
-/// Its only durable state is the projection of `config.changes` (which also tells which
-/// decision applications already happened), so a restart rebuilds it by replaying that topic.
-#[derive(Debug, Clone, Default)]
+/// Its only state is the projection of `config.changes` (which also tells which decision
+/// applications already happened); the runtime checkpoints it with the offsets it covers, and
+/// `llmopt actuator rebuild` can still derive the live config from the whole topic.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Actuator {
     projection: RoutingProjection,
     /// (decision id, application ordinal) already turned into a `ConfigChange`. The ordinal is
@@ -151,6 +153,28 @@ impl Processor for Actuator {
 
     fn inputs(&self) -> Vec<LogicalTopic> {
         vec![LogicalTopic::Decisions, LogicalTopic::ConfigChanges]
+    }
+
+    /// Versions are per route but decisions and changes are not co-partitioned with each
+    /// other: one projection, one instance.
+    fn state_scope(&self) -> StateScope {
+        StateScope::Whole
+    }
+
+    fn checkpoint_whole(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match ciborium::into_writer(self, &mut out) {
+            Ok(()) => Some(out),
+            Err(e) => {
+                tracing::error!(error = %e, "actuator state not checkpointed");
+                None
+            }
+        }
+    }
+
+    fn restore_whole(&mut self, state: &[u8]) -> Result<(), String> {
+        *self = ciborium::from_reader(state).map_err(|e| format!("actuator snapshot: {e}"))?;
+        Ok(())
     }
 
     fn process(&mut self, input: &Input) -> Vec<Output> {

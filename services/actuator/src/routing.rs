@@ -161,7 +161,7 @@ pub fn targets_from_param(param: &str) -> Result<Vec<RouteTarget>, RoutingError>
 
 /// The projection of `config.changes`: the current config per app/route plus the recent
 /// versions, so a rollback can restore "the targets of version N" without any other store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RoutingProjection {
     current: BTreeMap<(String, String), RoutingConfig>,
     history: BTreeMap<(String, String), BTreeMap<i64, RoutingConfig>>,

@@ -13,8 +13,9 @@ use llmopt_events::{
     Anomaly, AnyEvent, ChangeKind, ConfigChange, Decision as DecisionEvent, DecisionState,
     Evidence, RouteTarget, Strategy, WindowAggregate,
 };
-use llmopt_runtime::{Input, Output, Processor};
+use llmopt_runtime::{Input, Output, Processor, StateScope};
 use llmopt_transport::LogicalTopic;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, DecisionConfig, Mode};
 use crate::history::History;
@@ -27,6 +28,11 @@ use crate::strategies::{canary, failover, quantize, Proposal, RouteView};
 /// (app, route).
 type RouteId = (String, String);
 
+/// A decision snapshot could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[error("decision snapshot: {0}")]
+pub struct SnapshotError(String);
+
 /// (app, route, provider, model).
 type SeriesId = (String, String, String, String);
 
@@ -37,9 +43,12 @@ const ANOMALIES_KEPT: usize = 16;
 ///
 /// Time is the maximum `window_end` seen; nothing reads the wall clock, so replaying the same
 /// inputs yields the same decisions with the same ids.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Decision {
+    /// Not part of a snapshot: a restored core runs with the configuration it is given.
+    #[serde(skip)]
     config: DecisionConfig,
+    #[serde(skip)]
     canary_schedule: Vec<f64>,
     history: History,
     routing: RoutingProjection,
@@ -78,6 +87,26 @@ impl Decision {
             anomalies: BTreeMap::new(),
             now: None,
         })
+    }
+
+    /// Everything the core learned from its inputs (configuration excluded), as CBOR: the
+    /// state maps are keyed by tuples, which JSON cannot express.
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        let mut out = Vec::new();
+        ciborium::into_writer(self, &mut out).map_err(|e| SnapshotError(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Replaces what the core learned by a [`Decision::snapshot`], keeping its configuration.
+    /// On error the current state is kept.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let mut restored: Decision =
+            ciborium::from_reader(bytes).map_err(|e| SnapshotError(e.to_string()))?;
+        restored.config = self.config.clone();
+        restored.canary_schedule = self.canary_schedule.clone();
+        restored.history.set_limit(self.config.history_windows);
+        *self = restored;
+        Ok(())
     }
 
     /// The configuration in force.
@@ -238,7 +267,7 @@ impl Decision {
         let mut od = OpenDecision {
             event,
             created_at: proposal.trigger_time,
-            seen: BTreeSet::from([(state_name(state), 0)]),
+            seen: BTreeSet::from([(state_name(state).to_string(), 0)]),
             step: 0,
             schedule,
             first_change: None,
@@ -652,7 +681,7 @@ impl Decision {
             return Vec::new();
         };
         let step = decision_step(d).unwrap_or(od.step);
-        if od.seen.contains(&(state_name(d.state), step)) {
+        if od.seen.contains(&(state_name(d.state).to_string(), step)) {
             return Vec::new();
         }
         match (od.state(), d.state) {
@@ -717,6 +746,26 @@ impl Processor for Decision {
             LogicalTopic::ConfigChanges,
             LogicalTopic::Decisions,
         ]
+    }
+
+    /// Decisions weigh every route against the whole fleet's windows and their own lifecycle
+    /// events, which are not co-partitioned: one state, one instance.
+    fn state_scope(&self) -> StateScope {
+        StateScope::Whole
+    }
+
+    fn checkpoint_whole(&self) -> Option<Vec<u8>> {
+        match self.snapshot() {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::error!(error = %e, "decision state not checkpointed");
+                None
+            }
+        }
+    }
+
+    fn restore_whole(&mut self, state: &[u8]) -> Result<(), String> {
+        self.restore(state).map_err(|e| e.to_string())
     }
 
     fn process(&mut self, input: &Input) -> Vec<Output> {

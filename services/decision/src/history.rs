@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use llmopt_events::{RouteTarget, WindowAggregate, WindowKind};
 
 /// The metrics of one tumbling window of one (route, provider, model) that strategies use.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowPoint {
     /// Output id of the window event (for `caused_by`).
     pub event_id: String,
@@ -124,7 +126,7 @@ impl RouteWindow {
 pub type ModelKey = (String, String);
 
 /// Window slots of one route: (start, end) → provider/model → point.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RouteHistory {
     slots: BTreeMap<(i64, i64), BTreeMap<ModelKey, WindowPoint>>,
 }
@@ -299,7 +301,7 @@ impl RouteHistory {
 }
 
 /// Histories of every route seen.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct History {
     routes: BTreeMap<(String, String), RouteHistory>,
     limit: usize,
@@ -312,6 +314,11 @@ impl History {
             routes: BTreeMap::new(),
             limit: limit.max(1),
         }
+    }
+
+    /// Changes how many window slots per route are kept from now on.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
     }
 
     /// Records a window. Returns false (and stores nothing) for hopping windows and for

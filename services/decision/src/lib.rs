@@ -19,7 +19,7 @@ pub use crate::config::{
     CanaryConfig, CheaperCandidate, ConfigError, DecisionConfig, ErrorSloConfig, ErrorSloOverride,
     Mode, ModelRef, RegressionConfig, RoutePolicy, SafetyLimits, SelfHostedModel,
 };
-pub use crate::core::Decision;
+pub use crate::core::{Decision, SnapshotError};
 
 /// Name used for this service's Kafka client id, consumer group and CloudEvents `source`, so
 /// that operators can tell which service wrote or read a record.

@@ -15,6 +15,7 @@ use llmopt_events::{
 };
 use llmopt_runtime::Output;
 use llmopt_transport::LogicalTopic;
+use serde::{Deserialize, Serialize};
 
 /// The contract's name of a state (`APPROVED`, ...), as used in output ids.
 pub fn state_name(state: DecisionState) -> &'static str {
@@ -49,7 +50,7 @@ pub fn decision_id(strategy: Strategy, app: &str, route: &str, trigger_time: i64
 
 /// The first change applied for a decision: where verification's baseline ends and what a
 /// rollback restores.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppliedChange {
     /// Event time of the change.
     pub time: i64,
@@ -60,7 +61,7 @@ pub struct AppliedChange {
 }
 
 /// What verification compares after a decision's change.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Verification {
     /// The whole route after the change against the route before the first change
     /// (`baseline_windows`): canaries, rollbacks.
@@ -77,14 +78,14 @@ pub enum Verification {
 }
 
 /// A decision that has not reached a terminal state.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenDecision {
     /// The decision as last published (its `state` is the current state).
     pub event: DecisionEvent,
     /// Event time it was created (proposal TTL starts here).
     pub created_at: i64,
     /// (state, step) pairs published or accepted: echoes of these are ignored.
-    pub seen: BTreeSet<(&'static str, u32)>,
+    pub seen: BTreeSet<(String, u32)>,
     /// Current canary step (0 for other strategies).
     pub step: u32,
     /// Canary weights per step (empty for other strategies).
@@ -143,14 +144,14 @@ impl OpenDecision {
         if let Some(p) = params {
             self.event.params = p;
         }
-        self.seen.insert((state_name(state), self.step));
+        self.seen.insert((state_name(state).to_string(), self.step));
         decision_output(&self.event, self.step)
     }
 
     /// Records an accepted external transition (no event published: the operator's event is it).
     pub fn accept(&mut self, state: DecisionState, step: u32) {
         self.event.state = state;
-        self.seen.insert((state_name(state), step));
+        self.seen.insert((state_name(state).to_string(), step));
     }
 
     /// Params for the current step, with `step` (and for canaries `weight`) set.

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use llmopt_events::{Alert, Anomaly, AnyEvent, WindowAggregate, WindowKind};
-use llmopt_runtime::{Input, Output, Processor};
+use llmopt_runtime::{Input, Output, Processor, StateScope};
 use llmopt_transport::LogicalTopic;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -513,6 +513,27 @@ impl<B: BaselineDetector> Processor for Detector<B> {
 
     fn inputs(&self) -> Vec<LogicalTopic> {
         vec![LogicalTopic::Windows]
+    }
+
+    /// Series state is per series, but alert bookkeeping and idle-series eviction follow the
+    /// newest window of the whole fleet: one state, one instance (it reads only window
+    /// aggregates, a few per series and minute).
+    fn state_scope(&self) -> StateScope {
+        StateScope::Whole
+    }
+
+    fn checkpoint_whole(&self) -> Option<Vec<u8>> {
+        match self.snapshot() {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::error!(error = %e, "detector state not checkpointed");
+                None
+            }
+        }
+    }
+
+    fn restore_whole(&mut self, state: &[u8]) -> Result<(), String> {
+        self.restore(state).map_err(|e| e.to_string())
     }
 
     fn process(&mut self, input: &Input) -> Vec<Output> {

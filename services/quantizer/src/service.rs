@@ -13,7 +13,7 @@ use llmopt_events::{
     AnyEvent, ArtifactPublished, QuantFailureReason, QuantMethod, QuantizationFailed,
     QuantizationJob,
 };
-use llmopt_runtime::{Effects, Input, Output, Processor, RuntimeError};
+use llmopt_runtime::{Effects, Input, Job, Output, Processor, RuntimeError};
 use llmopt_state::StateStore;
 use llmopt_transport::LogicalTopic;
 
@@ -91,6 +91,20 @@ impl Quantizer {
         })
     }
 
+    /// Runs `job` and returns its outcome event: the artifact, or the failure with its reason.
+    fn outcome(&self, job: &QuantizationJob) -> Output {
+        match self.run(job) {
+            Ok(artifact) => {
+                tracing::info!(job_id = %job.job_id, location = %artifact.dir.display(), "artifact published");
+                artifact_event(job, &artifact)
+            }
+            Err(error) => {
+                tracing::warn!(job_id = %job.job_id, %error, "quantization job failed");
+                failure_event(job, &error)
+            }
+        }
+    }
+
     fn run(&self, job: &QuantizationJob) -> Result<WrittenArtifact, QuantError> {
         let spec = self.job_spec(job)?;
         tracing::info!(job_id = %job.job_id, model = %spec.model_dir.display(), plan = %spec.plan.tag(), "quantizing");
@@ -109,25 +123,30 @@ impl Processor for Quantizer {
         vec![LogicalTopic::QuantizationJobs]
     }
 
+    /// A job runs for minutes: off the consumer's thread, so the worker stays in its group.
+    /// Duplicates (and other events) go to [`Processor::process`], which ignores them.
+    fn job(&mut self, input: &Input) -> Option<Job> {
+        let AnyEvent::QuantizationJob(job) = &input.event else {
+            return None;
+        };
+        if !self.handled.insert(job.job_id.clone()) {
+            tracing::info!(job_id = %job.job_id, "duplicate quantization job ignored");
+            return None;
+        }
+        let worker = Quantizer::new(self.config.clone(), self.device.clone());
+        let job = job.clone();
+        Some(Box::new(move || vec![worker.outcome(&job)]))
+    }
+
+    /// In line only for what [`Processor::job`] declined: duplicates and other events.
     fn process(&mut self, input: &Input) -> Vec<Output> {
         let AnyEvent::QuantizationJob(job) = &input.event else {
             return Vec::new();
         };
         if !self.handled.insert(job.job_id.clone()) {
-            tracing::info!(job_id = %job.job_id, "duplicate quantization job ignored");
             return Vec::new();
         }
-        let output = match self.run(job) {
-            Ok(artifact) => {
-                tracing::info!(job_id = %job.job_id, location = %artifact.dir.display(), "artifact published");
-                artifact_event(job, &artifact)
-            }
-            Err(error) => {
-                tracing::warn!(job_id = %job.job_id, %error, "quantization job failed");
-                failure_event(job, &error)
-            }
-        };
-        vec![output]
+        vec![self.outcome(job)]
     }
 }
 

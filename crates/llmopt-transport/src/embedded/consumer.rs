@@ -21,6 +21,8 @@ pub struct EmbeddedConsumer {
     acked: HashMap<TopicPartition, i64>,
     cursor: usize,
     closed: bool,
+    /// Paused ([`Consumer::pause`]): polls deliver nothing.
+    paused: bool,
 }
 
 impl EmbeddedConsumer {
@@ -36,6 +38,7 @@ impl EmbeddedConsumer {
             acked: HashMap::new(),
             cursor: 0,
             closed: false,
+            paused: false,
         }
     }
 
@@ -69,7 +72,7 @@ impl EmbeddedConsumer {
             self.active = true;
         }
         let mut found = None;
-        if self.active && !self.assigned.is_empty() {
+        if self.active && !self.paused && !self.assigned.is_empty() {
             let n = self.assigned.len();
             for step in 0..n {
                 let tp = &self.assigned[(self.cursor + step) % n];
@@ -186,6 +189,17 @@ impl Consumer for EmbeddedConsumer {
 
     async fn commit(&mut self) -> Result<(), TransportError> {
         self.commit_acked();
+        Ok(())
+    }
+
+    fn pause(&mut self) -> Result<(), TransportError> {
+        self.paused = true;
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<(), TransportError> {
+        self.paused = false;
+        self.inner.changed.notify_waiters();
         Ok(())
     }
 

@@ -265,6 +265,26 @@ impl Consumer for KafkaConsumer {
         }
     }
 
+    fn pause(&mut self) -> Result<(), TransportError> {
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(|e| TransportError::kafka("assignment", e))?;
+        self.consumer
+            .pause(&assigned)
+            .map_err(|e| TransportError::kafka("pause", e))
+    }
+
+    fn resume(&mut self) -> Result<(), TransportError> {
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(|e| TransportError::kafka("assignment", e))?;
+        self.consumer
+            .resume(&assigned)
+            .map_err(|e| TransportError::kafka("resume", e))
+    }
+
     fn assignment(&self) -> Result<Vec<TopicPartition>, TransportError> {
         let tpl = self
             .consumer

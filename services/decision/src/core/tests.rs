@@ -815,3 +815,43 @@ fn closed_loop_failover_shifts_traffic_to_fallback() {
         assert!((s - 1.0).abs() < 1e-9);
     }
 }
+
+/// A checkpoint taken mid-incident (a failover half applied, its verification running) and
+/// restored into fresh cores continues exactly like the cores that never stopped.
+#[test]
+fn restored_snapshots_continue_like_the_uninterrupted_cores() {
+    let b = burst(5);
+    let mut sim = Sim::new(base(Mode::Auto));
+    sim.change("chat", ChangeKind::Initial, &[("openai", "gpt", 1.0)], 0);
+    for _ in 0..10 {
+        sim.tick(&["chat"], &b);
+    }
+    assert!(!sim.decisions().is_empty(), "an incident is under way");
+    let mut restored = Sim::new(base(Mode::Auto));
+    restored
+        .decision
+        .restore_whole(&sim.decision.checkpoint_whole().expect("decision state"))
+        .expect("restore decision");
+    restored
+        .actuator
+        .restore_whole(&sim.actuator.checkpoint_whole().expect("actuator state"))
+        .expect("restore actuator");
+    restored.minute = sim.minute;
+    restored.shadow = sim.shadow.clone();
+    let before = sim.published.len();
+    for _ in 0..15 {
+        sim.tick(&["chat"], &b);
+        restored.tick(&["chat"], &b);
+    }
+    assert!(sim.published.len() > before, "the incident went on");
+    assert_eq!(restored.published, sim.published[before..].to_vec());
+    assert_eq!(
+        restored.decision.checkpoint_whole(),
+        sim.decision.checkpoint_whole(),
+        "same state at the end"
+    );
+    assert!(
+        restored.decision.restore_whole(b"garbage").is_err(),
+        "a corrupt snapshot is refused"
+    );
+}

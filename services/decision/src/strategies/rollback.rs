@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use llmopt_actuator::{targets_to_param, ACTION_ROLLBACK, PARAM_TARGETS, PARAM_TARGET_VERSION};
 use llmopt_events::{RouteTarget, Strategy};
+use serde::{Deserialize, Serialize};
 
 use super::{evidence, fmt_num, Proposal, RouteView};
 use crate::config::DecisionConfig;
@@ -140,7 +141,7 @@ pub fn compare(
 }
 
 /// A config change made outside the core, waiting for its evaluation windows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Watch {
     /// Id of the change.
     pub change_id: String,
