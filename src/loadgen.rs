@@ -111,18 +111,31 @@ pub struct AdminIdle {
 }
 
 impl AdminIdle {
-    async fn progress(&self) -> anyhow::Result<(bool, u64)> {
+    /// Whether every service is idle, and the inputs they consumed in total. A service that
+    /// does not answer (restarting after a crash, say) counts as busy: the step waits for it,
+    /// up to the settle timeout.
+    async fn progress(&self) -> (bool, u64) {
         let mut all_idle = true;
         let mut consumed = 0;
         for base in &self.endpoints {
-            let (status, body) =
-                http_get(&format!("{base}/metrics"), Duration::from_secs(5)).await?;
-            anyhow::ensure!(status == 200, "{base}/metrics answered {status}");
+            let body = match http_get(&format!("{base}/metrics"), Duration::from_secs(5)).await {
+                Ok((200, body)) => body,
+                Ok((status, _)) => {
+                    tracing::debug!(endpoint = %base, status, "metrics refused: busy");
+                    all_idle = false;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(endpoint = %base, error = %e, "no answer: busy");
+                    all_idle = false;
+                    continue;
+                }
+            };
             let p = parse_progress(&body);
             all_idle &= p.idle;
             consumed += p.consumed;
         }
-        Ok((all_idle, consumed))
+        (all_idle, consumed)
     }
 
     /// Waits until every endpoint's `/ready` answers 200.
@@ -151,7 +164,7 @@ impl AdminIdle {
 impl Settle for AdminIdle {
     async fn settle(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + self.timeout;
-        let (_, mut last) = self.progress().await?;
+        let (_, mut last) = self.progress().await;
         let mut quiet_since = Instant::now();
         loop {
             anyhow::ensure!(
@@ -160,7 +173,7 @@ impl Settle for AdminIdle {
                 self.timeout
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let (all_idle, consumed) = self.progress().await?;
+            let (all_idle, consumed) = self.progress().await;
             if consumed != last || !all_idle {
                 last = consumed;
                 quiet_since = Instant::now();

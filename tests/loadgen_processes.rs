@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::process::{read, Installation};
+use common::process::{loadgen_fleet_config, read, Installation};
 use llmopt::config::AppConfig;
 use llmopt::demo::{self, DemoOptions, Fingerprint};
 use llmopt_sim::Scenario;
@@ -25,25 +25,6 @@ fn options() -> DemoOptions {
     }
 }
 
-/// The services' config file: what `llmopt loadgen --print-config` prints, plus a short fetch
-/// wait so idle consumers answer quickly in lock-step.
-fn fleet_config() -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llmopt"))
-        .args(["loadgen", "--print-config"])
-        .env_remove("LLMOPT_CONFIG")
-        .output()
-        .expect("llmopt loadgen --print-config");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let policy = String::from_utf8(out.stdout).expect("utf-8");
-    format!(
-        "[transport]\npartitions = 6\n\n[transport.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n{policy}"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_against_service_processes_matches_the_embedded_demo() {
     let mut base = AppConfig::default();
@@ -54,7 +35,7 @@ async fn loadgen_against_service_processes_matches_the_embedded_demo() {
         .expect("embedded run")
         .fingerprint();
 
-    let install = Installation::new("loadgen", &fleet_config());
+    let install = Installation::new("loadgen", &loadgen_fleet_config());
     let services: Vec<_> = SERVICES
         .iter()
         .map(|s| install.spawn_service(s, &[]))

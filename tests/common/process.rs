@@ -56,7 +56,17 @@ impl Installation {
 
     /// `llmopt run SERVICE` with its admin endpoint on a free port, stderr to a log file.
     pub fn spawn_service(&self, service: &str, env: &[(&str, &str)]) -> ServiceProcess {
-        let port = free_port();
+        self.spawn_service_on(service, free_port(), env)
+    }
+
+    /// `llmopt run SERVICE` with its admin endpoint on `port` (a restarted service keeps its
+    /// endpoint); stderr is appended to the service's log file.
+    pub fn spawn_service_on(
+        &self,
+        service: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> ServiceProcess {
         let log = self.dir.join(format!("{service}-{port}.log"));
         let mut cmd = self.command(&[
             "run",
@@ -69,7 +79,13 @@ impl Installation {
         }
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .expect("log file"),
+            )
             .spawn()
             .unwrap_or_else(|e| panic!("spawn llmopt run {service}: {e}"));
         ServiceProcess {
@@ -111,6 +127,15 @@ impl ServiceProcess {
         http_get(self.port, "/metrics")
             .map(|(_, body)| body)
             .unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash or an OOM kill: no final commit, no checkpoint, no leaving the
+    /// group.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, then waits for a clean exit; returns the log.
@@ -197,4 +222,24 @@ pub fn wait_for(
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
+}
+
+/// The services' config file for a lock-step `llmopt loadgen` run: what
+/// `llmopt loadgen --print-config` prints, six partitions, and a short fetch wait so idle
+/// consumers answer quickly.
+pub fn loadgen_fleet_config() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_llmopt"))
+        .args(["loadgen", "--print-config"])
+        .env_remove("LLMOPT_CONFIG")
+        .output()
+        .expect("llmopt loadgen --print-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let policy = String::from_utf8(out.stdout).expect("utf-8");
+    format!(
+        "[transport]\npartitions = 6\n\n[transport.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n{policy}"
+    )
 }

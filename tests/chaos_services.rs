@@ -1,0 +1,171 @@
+//! Chaos suite, the stateful services: the default scenario through the five services as
+//! separate `llmopt run` processes on the real broker and Redis, driven in lock-step by
+//! `llmopt loadgen`, while the aggregator, detector, decision and actuator are each killed with
+//! SIGKILL at random points at least five times and restarted at once. They restore their
+//! checkpoints and replay only what follows, so the run must give exactly the alerts,
+//! decisions and final routing config of the embedded demo, which never crashes.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::process::{loadgen_fleet_config, read, Installation, ServiceProcess};
+use llmopt::config::AppConfig;
+use llmopt::demo::{self, DemoOptions, Fingerprint};
+use llmopt_sim::Scenario;
+
+const SERVICES: [&str; 5] = ["ingest", "aggregator", "detector", "decision", "actuator"];
+
+/// Killed in turn (indices into [`SERVICES`]).
+const VICTIMS: [usize; 4] = [1, 2, 3, 4];
+
+const KILLS_EACH: usize = 5;
+
+fn options() -> DemoOptions {
+    DemoOptions {
+        seed: 42,
+        scenario: Scenario::default(),
+        step_s: 60,
+        speed: 0.0,
+        duration_s: None,
+        max_rate: None,
+    }
+}
+
+/// A small seeded generator: the kill schedule is random but the same in every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
+    let mut base = AppConfig::default();
+    base.decision.mode = llmopt_decision::config::Mode::Auto;
+    let mut ignore = |_: String| {};
+    let embedded = demo::run_embedded(base, &options(), &mut ignore)
+        .await
+        .expect("embedded run")
+        .fingerprint();
+
+    let install = Installation::new("chaos-services", &loadgen_fleet_config());
+    let mut services: Vec<ServiceProcess> = SERVICES
+        .iter()
+        .map(|s| install.spawn_service(s, &[]))
+        .collect();
+    let lockstep = services
+        .iter()
+        .map(|s| s.url())
+        .collect::<Vec<_>>()
+        .join(",");
+    let report = install.dir.join("report.json");
+    let loadgen_log = install.dir.join("loadgen.out");
+    let mut loadgen = install
+        .command(&[
+            "loadgen",
+            "--speed",
+            "0",
+            "--lockstep",
+            &lockstep,
+            "--quiet-ms",
+            "400",
+            "--report-json",
+            report.to_str().expect("path"),
+        ])
+        .stdout(std::fs::File::create(&loadgen_log).expect("log"))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run llmopt loadgen");
+
+    // Wait until the loop runs (every service ready, the first steps published), then kill a
+    // victim 0.5-2.5 s after the previous one is back (ready: restored, rejoined, caught up),
+    // round-robin, until each was killed KILLS_EACH times.
+    for s in &services {
+        s.wait_ready(Duration::from_secs(120));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let mut rng = Lcg(9);
+    let mut kills = [0usize; SERVICES.len()];
+    let deadline = Instant::now() + Duration::from_secs(600);
+    'chaos: for round in 0..KILLS_EACH {
+        for &victim in &VICTIMS {
+            std::thread::sleep(Duration::from_millis(500 + rng.below(2000)));
+            if loadgen.try_wait().expect("loadgen status").is_some() {
+                break 'chaos;
+            }
+            assert!(Instant::now() < deadline, "chaos took too long");
+            let service = &mut services[victim];
+            eprintln!(
+                "kill -9 {} (round {}), consumed so far: {}",
+                service.name,
+                round + 1,
+                consumed(service)
+            );
+            let port = service.port;
+            service.kill_9();
+            *service = install.spawn_service_on(SERVICES[victim], port, &[]);
+            kills[victim] += 1;
+            service.wait_ready(Duration::from_secs(120));
+        }
+    }
+    let status = loadgen.wait().expect("loadgen");
+    let output = read(&loadgen_log);
+    assert!(status.success(), "loadgen failed: {status}\n{output}");
+    for &victim in &VICTIMS {
+        assert!(
+            kills[victim] >= KILLS_EACH,
+            "{} killed {} times: the run ended before the chaos did",
+            SERVICES[victim],
+            kills[victim]
+        );
+    }
+    for s in &services {
+        // One instance of each at a time: a restart claims the dead one's checkpoints, nobody
+        // is ever fenced off.
+        let log = read(&s.log);
+        assert!(!log.contains("fenced off"), "{}: {log}", s.name);
+    }
+    let report: serde_json::Value = serde_json::from_str(&read(&report)).expect("report is JSON");
+    let fingerprint: Fingerprint =
+        serde_json::from_value(report["fingerprint"].clone()).expect("fingerprint");
+    assert!(!fingerprint.alerts.is_empty() && !fingerprint.decisions.is_empty());
+    assert_eq!(
+        fingerprint.routing, embedded.routing,
+        "same final routing config"
+    );
+    assert_eq!(fingerprint.decisions, embedded.decisions, "same decisions");
+    assert_eq!(fingerprint.alerts, embedded.alerts, "same alerts");
+    let restored = |name: &str| {
+        let log = read(&services[SERVICES.iter().position(|s| *s == name).expect("service")].log);
+        log.matches("checkpoint restored").count()
+    };
+    for name in ["detector", "decision", "actuator"] {
+        assert!(
+            restored(name) >= KILLS_EACH,
+            "{name} restored its checkpoint after its restarts: {} times",
+            restored(name)
+        );
+    }
+
+    for service in services {
+        service.stop();
+    }
+}
+
+/// Inputs the service consumed since its (re)start, from its `/metrics`.
+fn consumed(service: &ServiceProcess) -> u64 {
+    service
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("llmopt_events_in_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
