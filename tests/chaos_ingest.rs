@@ -7,11 +7,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::process::{free_port, http_get, wait_for, Installation, ServiceProcess};
+use common::process::{free_port, http_get, wait_for, Installation, PrivateRedis, ServiceProcess};
 use llmopt_events::samples;
 use llmopt_events::wire::{self, DataFormat, EventMeta};
 use llmopt_transport::kafka::KafkaTransport;
@@ -41,53 +40,6 @@ fn malformed(n: u64) -> OutboundMessage {
     let mut m = valid(1_000_000 + n);
     m.value = Some(b"\x00not avro".to_vec());
     m
-}
-
-/// A private Redis on a free port, so the test can restart it.
-struct PrivateRedis {
-    port: u16,
-    child: Child,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by the test command)");
-        wait_for("redis", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .expect("redis up");
-        Self { port, child }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn events_in(service: &ServiceProcess) -> u64 {
@@ -138,7 +90,7 @@ async fn read_topic(transport: &dyn Transport, topic: &str) -> BTreeMap<String, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_loses_nothing_under_kill_9_and_a_redis_restart() {
     let installation = Installation::new("chaos-ingest", "");
-    let mut redis = PrivateRedis::start(free_port());
+    let mut redis = PrivateRedis::start(free_port(), None);
     let config = TransportConfig {
         topic_prefix: installation.prefix.clone(),
         kafka: common::kafka_config(),
@@ -214,7 +166,7 @@ async fn ingest_loses_nothing_under_kill_9_and_a_redis_restart() {
         http_get(ingest.port, "/ready").is_some_and(|(s, _)| s != 200),
         "ingest is not ready while Redis is down"
     );
-    redis = PrivateRedis::start(port);
+    redis = PrivateRedis::start(port, None);
 
     // Caught up: the group has committed everything.
     let group = format!("{}ingest", installation.prefix);

@@ -1,16 +1,20 @@
 //! Chaos suite, the stateful services: the default scenario through the five services as
 //! separate `llmopt run` processes on the real broker and Redis, driven in lock-step by
 //! `llmopt loadgen`, while the aggregator, detector, decision and actuator are each killed with
-//! SIGKILL at random points at least five times and restarted at once. They restore their
-//! checkpoints and replay only what follows, so the run must give exactly the alerts,
-//! decisions and final routing config of the embedded demo, which never crashes.
+//! SIGKILL at random points at least five times and restarted at once, and Redis (keeping its
+//! data on disk, as a production Redis does) is killed and restarted once mid-run. The services
+//! restore their checkpoints and replay only what follows, and wait out the Redis outage, so the
+//! run must give exactly the alerts, decisions and final routing config of the embedded demo,
+//! which never crashes.
 
 mod common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::process::{loadgen_fleet_config, read, Installation, ServiceProcess};
+use common::process::{
+    free_port, loadgen_fleet_config, read, Installation, PrivateRedis, ServiceProcess,
+};
 use llmopt::config::AppConfig;
 use llmopt::demo::{self, DemoOptions, Fingerprint};
 use llmopt_sim::Scenario;
@@ -57,9 +61,14 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
         .fingerprint();
 
     let install = Installation::new("chaos-services", &loadgen_fleet_config());
+    let redis_dir = install.dir.join("redis");
+    std::fs::create_dir_all(&redis_dir).expect("redis dir");
+    let mut redis = PrivateRedis::start(free_port(), Some(&redis_dir));
+    let redis_url = redis.url();
+    let env = [("LLMOPT_REDIS_URL", redis_url.as_str())];
     let mut services: Vec<ServiceProcess> = SERVICES
         .iter()
-        .map(|s| install.spawn_service(s, &[]))
+        .map(|s| install.spawn_service(s, &env))
         .collect();
     let lockstep = services
         .iter()
@@ -80,6 +89,7 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
             "--report-json",
             report.to_str().expect("path"),
         ])
+        .env("LLMOPT_REDIS_URL", &redis_url)
         .stdout(std::fs::File::create(&loadgen_log).expect("log"))
         .stderr(Stdio::inherit())
         .spawn()
@@ -96,6 +106,15 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
     let mut kills = [0usize; SERVICES.len()];
     let deadline = Instant::now() + Duration::from_secs(600);
     'chaos: for round in 0..KILLS_EACH {
+        if round == 2 {
+            // Redis down for two seconds: every service waits it out (not ready meanwhile),
+            // nothing acknowledged is lost (fsync always).
+            eprintln!("Redis killed and restarted");
+            let port = redis.port;
+            redis.stop();
+            std::thread::sleep(Duration::from_secs(2));
+            redis = PrivateRedis::start(port, Some(&redis_dir));
+        }
         for &victim in &VICTIMS {
             std::thread::sleep(Duration::from_millis(500 + rng.below(2000)));
             if loadgen.try_wait().expect("loadgen status").is_some() {
@@ -111,7 +130,7 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
             );
             let port = service.port;
             service.kill_9();
-            *service = install.spawn_service_on(SERVICES[victim], port, &[]);
+            *service = install.spawn_service_on(SERVICES[victim], port, &env);
             kills[victim] += 1;
             service.wait_ready(Duration::from_secs(120));
         }
@@ -127,6 +146,11 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
             kills[victim]
         );
     }
+    let outages = services
+        .iter()
+        .filter(|s| read(&s.log).contains("outage: retrying"))
+        .count();
+    assert!(outages > 0, "the Redis outage was met and waited out");
     for s in &services {
         // One instance of each at a time: a restart claims the dead one's checkpoints, nobody
         // is ever fenced off.
@@ -158,6 +182,7 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
     for service in services {
         service.stop();
     }
+    redis.stop();
 }
 
 /// Inputs the service consumed since its (re)start, from its `/metrics`.

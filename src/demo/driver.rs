@@ -158,7 +158,7 @@ impl ClosedLoop {
             .map(|(a, r)| (a.name.clone(), r.name.clone()))
             .collect();
         for (app, route) in routes {
-            let live = llmopt_actuator::read_live_config(self.store.as_ref(), &app, &route).await?;
+            let live = self.read_live_config(&app, &route).await?;
             if let Some(cfg) = live {
                 snapshots.insert(
                     (app, route),
@@ -178,6 +178,29 @@ impl ClosedLoop {
         let events = self.sim.advance(until, &mut routing);
         self.publish(&events).await?;
         Ok(events.len())
+    }
+
+    /// A route's live config, as a gateway reads it: through a state-store outage (a Redis
+    /// restart) it retries with backoff for up to a minute before giving up.
+    async fn read_live_config(
+        &self,
+        app: &str,
+        route: &str,
+    ) -> anyhow::Result<Option<llmopt_actuator::RoutingConfig>> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match llmopt_actuator::read_live_config(self.store.as_ref(), app, route).await {
+                Err(llmopt_actuator::LiveConfigError::State(e))
+                    if e.is_transient() && Instant::now() < deadline =>
+                {
+                    tracing::warn!(error = %e, app, route, "live config unavailable: retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                result => return Ok(result?),
+            }
+        }
     }
 
     async fn publish(&mut self, events: &[SimEvent]) -> anyhow::Result<()> {

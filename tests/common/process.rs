@@ -243,3 +243,66 @@ pub fn loadgen_fleet_config() -> String {
         "[transport]\npartitions = 6\n\n[transport.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n{policy}"
     )
 }
+
+/// A private Redis on a free port, so a test can restart it.
+pub struct PrivateRedis {
+    /// Its port.
+    pub port: u16,
+    child: Child,
+}
+
+impl PrivateRedis {
+    /// `redis-server` on `port`. With `data_dir` it keeps every write on disk there (AOF,
+    /// fsync always), so a restart loses nothing, as a production Redis would be set up;
+    /// without, a restart loses everything.
+    pub fn start(port: u16, data_dir: Option<&Path>) -> Self {
+        let mut args = vec![
+            "--port".to_string(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+        ];
+        match data_dir {
+            Some(dir) => args.extend([
+                "--appendonly".into(),
+                "yes".into(),
+                "--appendfsync".into(),
+                "always".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+            ]),
+            None => args.extend(["--appendonly".into(), "no".into()]),
+        }
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by the test command)");
+        wait_for("redis", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .expect("redis up");
+        Self { port, child }
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills it (SIGKILL).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

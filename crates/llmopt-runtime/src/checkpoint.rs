@@ -205,6 +205,27 @@ pub(crate) async fn save(
             claim.version = version;
             Ok(())
         }
+        CasOutcome::Conflict { current: None } => {
+            // The record is gone: nobody claimed it since (a claim writes it), the state store
+            // lost it (a restart without persistence, an eviction). This instance still holds
+            // the partition and its state, so it writes the record again.
+            tracing::warn!(key = %claim.key, epoch = claim.epoch,
+                "checkpoint record vanished from the state store; writing it again");
+            match store
+                .compare_and_set(&claim.key, 0, &record.encode())
+                .await?
+            {
+                CasOutcome::Applied { version } => {
+                    claim.version = version;
+                    Ok(())
+                }
+                CasOutcome::Conflict { .. } => Err(RuntimeError::Fenced {
+                    key: claim.key.clone(),
+                    reason: "another instance claimed the record while it was being rewritten"
+                        .into(),
+                }),
+            }
+        }
         CasOutcome::Conflict { current } => {
             let epoch = current
                 .and_then(|v| PartitionCheckpoint::decode(&claim.key, &v.value).ok())
@@ -296,5 +317,28 @@ mod tests {
             .expect("save");
         let (_, restore) = claim(store.as_ref(), key).await.expect("claim");
         assert_eq!(restore.expect("state").state, b"b".to_vec());
+    }
+
+    #[tokio::test]
+    async fn a_record_the_store_lost_is_written_again_by_its_holder() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let key = key("g", "t", 0);
+        let (mut held, _) = claim(store.as_ref(), key.clone()).await.expect("claim");
+        save(store.as_ref(), &mut held, 5, b"a".to_vec())
+            .await
+            .expect("save");
+        assert!(store.delete(&key).await.expect("delete"), "record lost");
+        save(store.as_ref(), &mut held, 9, b"b".to_vec())
+            .await
+            .expect("the holder writes it again");
+        save(store.as_ref(), &mut held, 12, b"c".to_vec())
+            .await
+            .expect("and goes on");
+        let (_, restore) = claim(store.as_ref(), key).await.expect("claim");
+        let restore = restore.expect("state");
+        assert_eq!(
+            (restore.next_offset, restore.state),
+            (Some(12), b"c".to_vec())
+        );
     }
 }

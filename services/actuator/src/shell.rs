@@ -8,7 +8,7 @@ use llmopt_events::AnyEvent;
 use llmopt_runtime::{Effects, Input, RuntimeError};
 use llmopt_state::StateStore;
 
-use crate::{write_live_config, RoutingConfig};
+use crate::{write_live_config, LiveConfigError, RoutingConfig};
 
 /// Writes every config change the actuator reads (its own, and INITIAL or MANUAL ones from
 /// operators) to the store with compare-and-set on the version, so gateways reading the store see
@@ -34,6 +34,9 @@ impl Effects for LiveConfigEffects {
                 Ok(true) => tracing::info!(app = %cfg.app, route = %cfg.route,
                     version = cfg.version, "live routing config updated"),
                 Ok(false) => {}
+                // A state-store outage is waited out by the runner (with backoff, not ready
+                // meanwhile): skipping the write would leave a gap no later version can close.
+                Err(LiveConfigError::State(e)) if e.is_transient() => return Err(e.into()),
                 // A gap means a version never reached the store (e.g. it was wiped): keep
                 // serving, and say how to repair it.
                 Err(e) => tracing::error!(error = %e,
