@@ -159,15 +159,22 @@ async fn hundred_thousand_events_two_members(transport: Arc<dyn Transport>) {
                     member.commit().await.expect("commit");
                 }
             }
-            member.close().await.expect("close");
-            seen
+            member.commit().await.expect("commit");
+            (member, seen)
         }));
     }
+    // Members leave only once both are done: a member leaving makes the other give up its
+    // uncommitted acks (as librdkafka with auto-commit off does), which would redeliver them.
     let mut all = Vec::new();
+    let mut done = Vec::new();
     for task in tasks {
-        let seen = task.await.expect("member task");
+        let (member, seen) = task.await.expect("member task");
         assert!(!seen.is_empty(), "both members of the group consumed");
         all.extend(seen);
+        done.push(member);
+    }
+    for member in done {
+        member.close().await.expect("close");
     }
     let distinct: HashSet<u64> = all.iter().copied().collect();
     let lost = N as usize - distinct.len();
@@ -374,7 +381,11 @@ async fn pause_holds_records_until_resume(transport: Arc<dyn Transport>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen.len() < 10 {
         assert!(Instant::now() < deadline, "first records never came");
-        if let Some(m) = consumer.poll(Duration::from_millis(200)).await.expect("poll") {
+        if let Some(m) = consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .expect("poll")
+        {
             seen.insert(m.offset * 10 + i64::from(m.partition));
             consumer.ack(&m).expect("ack");
         }
@@ -397,8 +408,15 @@ async fn pause_holds_records_until_resume(transport: Arc<dyn Transport>) {
     let mut after = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while after.len() < 10 {
-        assert!(Instant::now() < deadline, "resumed member delivered {after:?}");
-        if let Some(m) = consumer.poll(Duration::from_millis(200)).await.expect("poll") {
+        assert!(
+            Instant::now() < deadline,
+            "resumed member delivered {after:?}"
+        );
+        if let Some(m) = consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .expect("poll")
+        {
             assert!(
                 after.insert(check_content(&m, &registry)),
                 "record delivered twice"

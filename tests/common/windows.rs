@@ -72,7 +72,15 @@ pub fn window_contents(
 
 /// What the aggregator emits when every call arrives as it is produced.
 pub fn live(calls: &[(String, LlmCall)]) -> (BTreeMap<String, WindowAggregate>, usize) {
-    let mut core = Aggregator::new(AggregatorConfig::default()).expect("config");
+    live_with(calls, AggregatorConfig::default())
+}
+
+/// [`live`] with an aggregator configured by `config`.
+pub fn live_with(
+    calls: &[(String, LlmCall)],
+    config: AggregatorConfig,
+) -> (BTreeMap<String, WindowAggregate>, usize) {
+    let mut core = Aggregator::new(config).expect("config");
     let mut outputs: Vec<Output> = Vec::new();
     for (id, call) in calls {
         outputs.extend(core.process(&Input {

@@ -48,10 +48,10 @@ impl EmbeddedConsumer {
         let group = state.groups.get_mut(&self.group)?;
         let mut changed = false;
         if group.generation != self.generation {
-            // Revocation: give everything up, keeping what was processed.
-            for (tp, offset) in self.acked.drain() {
-                group.committed.insert(tp, offset);
-            }
+            // Revocation: give everything up. Acked offsets not committed yet are dropped, as
+            // librdkafka does with auto-commit off: a runner with checkpoints commits only
+            // what a checkpoint covers, so the next owner re-reads the rest.
+            self.acked.clear();
             self.assigned.clear();
             self.positions.clear();
             self.active = false;
@@ -117,12 +117,16 @@ impl EmbeddedConsumer {
         }
     }
 
-    fn leave(&mut self) {
+    /// Leaves the group; `commit`: commits the acked offsets first (a clean close; a dropped
+    /// consumer is a crash and commits nothing, like librdkafka with auto-commit off).
+    fn leave(&mut self, commit: bool) {
         if self.closed {
             return;
         }
         self.closed = true;
-        self.commit_acked();
+        if commit {
+            self.commit_acked();
+        }
         self.inner.lock().leave(&self.group, self.member);
         self.inner.changed.notify_waiters();
     }
@@ -227,14 +231,15 @@ impl Consumer for EmbeddedConsumer {
     }
 
     async fn close(mut self: Box<Self>) -> Result<(), TransportError> {
-        self.leave();
+        self.leave(true);
         Ok(())
     }
 }
 
 impl Drop for EmbeddedConsumer {
-    /// Leaving on drop mirrors rdkafka, whose consumer closes (and commits) when dropped.
+    /// Leaving on drop mirrors rdkafka, whose consumer leaves its group when dropped; with
+    /// auto-commit off (llmopt's setting) it commits nothing then.
     fn drop(&mut self) {
-        self.leave();
+        self.leave(false);
     }
 }
