@@ -5,18 +5,20 @@
 #   loadtest/run.sh pipeline [--duration SIM_SECONDS] [--partitions P]
 #       llmopt loadgen → ingest → aggregator as processes (also starts or finds Redis) vs a bare
 #       rdkafka consume of the same raw topic
+#   loadtest/run.sh restart [--base SIM_SECONDS] [--factors 1,10,100]
+#       seconds from a restart of each stateful service to /ready against history (also Redis)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 trap llmopt_services_down EXIT
 mode=transport
-if [[ ${1:-} == transport || ${1:-} == pipeline ]]; then mode=$1; shift; fi
+if [[ ${1:-} == transport || ${1:-} == pipeline || ${1:-} == restart ]]; then mode=$1; shift; fi
 llmopt_python_env
 llmopt_broker_up
-if [[ $mode == pipeline ]]; then
+if [[ $mode == pipeline || $mode == restart ]]; then
   llmopt_redis_up
   cargo build --release --locked --bin llmopt
-  cargo run --release --locked -p llmopt-loadtest -- pipeline --llmopt target/release/llmopt "$@"
+  cargo run --release --locked -p llmopt-loadtest -- "$mode" --llmopt target/release/llmopt "$@"
 else
   cargo run --release --locked -p llmopt-loadtest -- transport "$@"
 fi

@@ -4,9 +4,12 @@
 //!
 //! `loadtest/run.sh` brings up a broker and runs it; or set `LLMOPT_KAFKA_BOOTSTRAP` and run
 //! `cargo run --release -p llmopt-loadtest -- transport --events 200000`. The `pipeline` mode
-//! (`loadtest/run.sh pipeline`) measures the services end to end (see [`pipeline`]).
+//! (`loadtest/run.sh pipeline`) measures the services end to end (see [`pipeline`]); the
+//! `restart` mode (`loadtest/run.sh restart`) measures restart cost against history (see
+//! [`restart`]).
 
 mod pipeline;
+mod restart;
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +64,29 @@ enum Cmd {
         #[arg(long, env = "LLMOPT_REDIS_URL")]
         redis: String,
     },
+    /// Restart cost: seconds from a restart of each stateful service to `/ready`, with
+    /// `base × factor` simulated seconds of history in its topics (checkpoints), and at the
+    /// largest history without checkpoints (state rebuilt by replay) as the baseline.
+    Restart {
+        /// The `llmopt` binary (build it with `cargo build --release`).
+        #[arg(long, default_value = "target/release/llmopt")]
+        llmopt: std::path::PathBuf,
+        /// Simulated seconds of history of the smallest run.
+        #[arg(long, default_value_t = 360)]
+        base: u64,
+        /// History multiples.
+        #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+        factors: Vec<u64>,
+        /// Partitions of the pipeline's topics.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Broker (defaults to $LLMOPT_KAFKA_BOOTSTRAP).
+        #[arg(long, env = "LLMOPT_KAFKA_BOOTSTRAP")]
+        bootstrap: String,
+        /// Redis (defaults to $LLMOPT_REDIS_URL).
+        #[arg(long, env = "LLMOPT_REDIS_URL")]
+        redis: String,
+    },
 }
 
 #[tokio::main]
@@ -83,6 +109,25 @@ async fn main() -> anyhow::Result<()> {
             redis,
             duration_s: duration,
             partitions,
+        }
+        .run(),
+        Cmd::Restart {
+            llmopt,
+            base,
+            factors,
+            partitions,
+            bootstrap,
+            redis,
+        } => restart::RestartRun {
+            pipeline: pipeline::PipelineRun {
+                llmopt,
+                bootstrap,
+                redis,
+                duration_s: base,
+                partitions,
+            },
+            base_s: base,
+            factors,
         }
         .run(),
     }

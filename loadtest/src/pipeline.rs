@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 /// A child process killed on drop.
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -29,13 +29,13 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -47,7 +47,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// Sum of a counter's series whose labels contain `label`.
-fn counter(metrics: &str, name: &str, label: &str) -> u64 {
+pub(crate) fn counter(metrics: &str, name: &str, label: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(name) && l.contains(label))
@@ -70,7 +70,7 @@ pub struct PipelineRun {
 }
 
 impl PipelineRun {
-    fn command(&self, prefix: &str, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, prefix: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.llmopt);
         cmd.args(args)
             .env("LLMOPT_TRANSPORT__KIND", "kafka")
@@ -87,26 +87,46 @@ impl PipelineRun {
 
     fn service(&self, prefix: &str, name: &str, log: &Path) -> anyhow::Result<(Process, u16)> {
         let port = free_port()?;
-        let child = self
-            .command(
-                prefix,
-                &["run", name, "--admin-listen", &format!("127.0.0.1:{port}")],
-            )
+        let process = self.service_on(prefix, name, log, port, &[], Duration::from_secs(120))?;
+        Ok((process, port))
+    }
+
+    /// `llmopt run NAME` on admin port `port` (stderr appended to `log`), once `/ready`.
+    pub(crate) fn service_on(
+        &self,
+        prefix: &str,
+        name: &str,
+        log: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        ready_within: Duration,
+    ) -> anyhow::Result<Process> {
+        let mut cmd = self.command(
+            prefix,
+            &["run", name, "--admin-listen", &format!("127.0.0.1:{port}")],
+        );
+        cmd.envs(env.iter().copied());
+        let child = cmd
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log)?)
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)?,
+            )
             .spawn()
             .with_context(|| format!("starting llmopt run {name}"))?;
         let process = Process(child);
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + ready_within;
         while http_get(port, "/ready").is_none_or(|(s, _)| s != 200) {
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "{name} never became ready (log: {})",
                 log.display()
             );
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Ok((process, port))
+        Ok(process)
     }
 
     /// Runs it; prints the figures.
