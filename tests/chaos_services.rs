@@ -12,30 +12,16 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::lockstep::{self, SERVICES};
 use common::process::{
     free_port, loadgen_fleet_config, read, Installation, PrivateRedis, ServiceProcess,
 };
-use llmopt::config::AppConfig;
-use llmopt::demo::{self, DemoOptions, Fingerprint};
-use llmopt_sim::Scenario;
-
-const SERVICES: [&str; 5] = ["ingest", "aggregator", "detector", "decision", "actuator"];
+use llmopt::demo::Fingerprint;
 
 /// Killed in turn (indices into [`SERVICES`]).
 const VICTIMS: [usize; 4] = [1, 2, 3, 4];
 
 const KILLS_EACH: usize = 5;
-
-fn options() -> DemoOptions {
-    DemoOptions {
-        seed: 42,
-        scenario: Scenario::default(),
-        step_s: 60,
-        speed: 0.0,
-        duration_s: None,
-        max_rate: None,
-    }
-}
 
 /// A small seeded generator: the kill schedule is random but the same in every run.
 struct Lcg(u64);
@@ -52,13 +38,7 @@ impl Lcg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
-    let mut base = AppConfig::default();
-    base.decision.mode = llmopt_decision::config::Mode::Auto;
-    let mut ignore = |_: String| {};
-    let embedded = demo::run_embedded(base, &options(), &mut ignore)
-        .await
-        .expect("embedded run")
-        .fingerprint();
+    let embedded = lockstep::embedded_fingerprint().await;
 
     let install = Installation::new("chaos-services", &loadgen_fleet_config());
     let redis_dir = install.dir.join("redis");
@@ -70,25 +50,9 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
         .iter()
         .map(|s| install.spawn_service(s, &env))
         .collect();
-    let lockstep = services
-        .iter()
-        .map(|s| s.url())
-        .collect::<Vec<_>>()
-        .join(",");
     let report = install.dir.join("report.json");
     let loadgen_log = install.dir.join("loadgen.out");
-    let mut loadgen = install
-        .command(&[
-            "loadgen",
-            "--speed",
-            "0",
-            "--lockstep",
-            &lockstep,
-            "--quiet-ms",
-            "400",
-            "--report-json",
-            report.to_str().expect("path"),
-        ])
+    let mut loadgen = lockstep::loadgen(&install, &services, &report)
         .env("LLMOPT_REDIS_URL", &redis_url)
         .stdout(std::fs::File::create(&loadgen_log).expect("log"))
         .stderr(Stdio::inherit())

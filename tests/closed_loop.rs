@@ -8,35 +8,19 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmopt::config::AppConfig;
 use llmopt::demo::driver::{ClosedLoop, WatchIdle};
-use llmopt::demo::{self, DemoOptions, DemoResult, Fingerprint};
+use llmopt::demo::{self, DemoResult, Fingerprint};
 use llmopt::pipeline::{self, Service};
 use llmopt_events::{AlertStatus, Strategy};
 use llmopt_runtime::runner::RunnerConfig;
 use llmopt_runtime::shutdown;
-use llmopt_sim::{GroundTruthKind, Scenario};
+use llmopt_sim::GroundTruthKind;
 use llmopt_state::redis::RedisStore;
 use llmopt_state::{StateConfig, StateKind, StateStore};
 use llmopt_transport::kafka::KafkaTransport;
 use llmopt_transport::{TopicNames, Transport, TransportConfig, TransportKind};
 
-fn options() -> DemoOptions {
-    DemoOptions {
-        seed: 42,
-        scenario: Scenario::default(),
-        step_s: 60,
-        speed: 0.0,
-        duration_s: None,
-        max_rate: None,
-    }
-}
-
-fn base_config() -> AppConfig {
-    let mut config = AppConfig::default();
-    config.decision.mode = llmopt_decision::config::Mode::Auto;
-    config
-}
+use common::lockstep::{auto_config as base_config, options};
 
 async fn embedded_run() -> (DemoResult, Vec<String>) {
     let mut lines = Vec::new();

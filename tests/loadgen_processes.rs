@@ -7,58 +7,22 @@ mod common;
 
 use std::process::Stdio;
 
+use common::lockstep::{self, SERVICES};
 use common::process::{loadgen_fleet_config, read, Installation};
-use llmopt::config::AppConfig;
-use llmopt::demo::{self, DemoOptions, Fingerprint};
-use llmopt_sim::Scenario;
-
-const SERVICES: [&str; 5] = ["ingest", "aggregator", "detector", "decision", "actuator"];
-
-fn options() -> DemoOptions {
-    DemoOptions {
-        seed: 42,
-        scenario: Scenario::default(),
-        step_s: 60,
-        speed: 0.0,
-        duration_s: None,
-        max_rate: None,
-    }
-}
+use llmopt::demo::Fingerprint;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_against_service_processes_matches_the_embedded_demo() {
-    let mut base = AppConfig::default();
-    base.decision.mode = llmopt_decision::config::Mode::Auto;
-    let mut ignore = |_: String| {};
-    let embedded = demo::run_embedded(base, &options(), &mut ignore)
-        .await
-        .expect("embedded run")
-        .fingerprint();
+    let embedded = lockstep::embedded_fingerprint().await;
 
     let install = Installation::new("loadgen", &loadgen_fleet_config());
     let services: Vec<_> = SERVICES
         .iter()
         .map(|s| install.spawn_service(s, &[]))
         .collect();
-    let lockstep = services
-        .iter()
-        .map(|s| s.url())
-        .collect::<Vec<_>>()
-        .join(",");
     let report = install.dir.join("report.json");
     let loadgen_log = install.dir.join("loadgen.out");
-    let status = install
-        .command(&[
-            "loadgen",
-            "--speed",
-            "0",
-            "--lockstep",
-            &lockstep,
-            "--quiet-ms",
-            "400",
-            "--report-json",
-            report.to_str().expect("path"),
-        ])
+    let status = lockstep::loadgen(&install, &services, &report)
         .stdout(std::fs::File::create(&loadgen_log).expect("log"))
         .stderr(Stdio::inherit())
         .status()

@@ -129,6 +129,36 @@ impl PipelineRun {
         Ok(process)
     }
 
+    /// Runs `llmopt loadgen` at full speed for `duration_s` simulated seconds of the default
+    /// scenario into the installation `prefix`; returns the calls it published.
+    pub(crate) fn loadgen(&self, prefix: &str, duration_s: u64) -> anyhow::Result<u64> {
+        let loadgen = self
+            .command(
+                prefix,
+                &[
+                    "loadgen",
+                    "--speed",
+                    "0",
+                    "--duration",
+                    &duration_s.to_string(),
+                ],
+            )
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running llmopt loadgen")?;
+        let out = String::from_utf8_lossy(&loadgen.stdout);
+        anyhow::ensure!(loadgen.status.success(), "loadgen failed:\n{out}");
+        out.lines()
+            .find_map(|l| {
+                l.strip_prefix("loadgen summary: ")?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .context("loadgen printed no summary")
+    }
+
     /// Runs it; prints the figures.
     pub fn run(&self) -> anyhow::Result<()> {
         let suffix = std::time::SystemTime::now()
@@ -142,33 +172,8 @@ impl PipelineRun {
             self.service(&prefix, "aggregator", &logs.join("aggregator.log"))?;
 
         let started = Instant::now();
-        let loadgen = self
-            .command(
-                &prefix,
-                &[
-                    "loadgen",
-                    "--speed",
-                    "0",
-                    "--duration",
-                    &self.duration_s.to_string(),
-                ],
-            )
-            .stderr(Stdio::inherit())
-            .output()
-            .context("running llmopt loadgen")?;
+        let calls = self.loadgen(&prefix, self.duration_s)?;
         let produced_in = started.elapsed();
-        let out = String::from_utf8_lossy(&loadgen.stdout);
-        anyhow::ensure!(loadgen.status.success(), "loadgen failed:\n{out}");
-        let calls: u64 = out
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("loadgen summary: ")?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .context("loadgen printed no summary")?;
 
         let raw = format!("{prefix}telemetry.raw");
         let telemetry = format!("{prefix}telemetry\"");

@@ -13,8 +13,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::pipeline::{counter, free_port, http_get, PipelineRun};
 
 const SERVICES: [&str; 5] = ["ingest", "aggregator", "detector", "decision", "actuator"];
@@ -122,27 +120,7 @@ impl RestartRun {
             )?;
             running.push((name, port, log, Some(process)));
         }
-        let duration = (self.base_s * factor).to_string();
-        let loadgen = self
-            .pipeline
-            .command(
-                &prefix,
-                &["loadgen", "--speed", "0", "--duration", &duration],
-            )
-            .output()
-            .context("running llmopt loadgen")?;
-        let out = String::from_utf8_lossy(&loadgen.stdout);
-        anyhow::ensure!(loadgen.status.success(), "loadgen failed:\n{out}");
-        let calls: u64 = out
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("loadgen summary: ")?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .context("loadgen printed no summary")?;
+        let calls = self.pipeline.loadgen(&prefix, self.base_s * factor)?;
         let ports: Vec<u16> = running.iter().map(|(_, port, _, _)| *port).collect();
         wait_idle(&ports, Duration::from_secs(1800))?;
         eprintln!("{factor}x: {calls} events through the pipeline, restarting");

@@ -68,5 +68,6 @@ pub fn shared_quant() -> std::path::PathBuf {
     dir
 }
 
+pub mod lockstep;
 pub mod process;
 pub mod windows;
