@@ -241,10 +241,10 @@ fi
 # Lock-step already waited until every pod was idle; allow a little more for the counters.
 deadline=$((SECONDS + 30))
 while :; do
-  raw_in=$(metric_sum "${URL[ingest]}" llmopt_events_in_total service=ingest topic=llmopt.telemetry.raw || echo 0)
-  ingest_out=$(metric_sum "${URL[ingest]}" llmopt_events_out_total service=ingest topic=llmopt.telemetry || echo 0)
-  agg_in=$(metric_sum "${URL[aggregator]}" llmopt_events_in_total service=aggregator topic=llmopt.telemetry || echo 0)
-  windows=$(metric_sum "${URL[aggregator]}" llmopt_events_out_total service=aggregator topic=llmopt.windows || echo 0)
+  raw_in=$(metric_sum "${URL[ingest]}" llmopt_events_in_total service=ingest topic=llmopt.telemetry.raw) || raw_in=0
+  ingest_out=$(metric_sum "${URL[ingest]}" llmopt_events_out_total service=ingest topic=llmopt.telemetry) || ingest_out=0
+  agg_in=$(metric_sum "${URL[aggregator]}" llmopt_events_in_total service=aggregator topic=llmopt.telemetry) || agg_in=0
+  windows=$(metric_sum "${URL[aggregator]}" llmopt_events_out_total service=aggregator topic=llmopt.windows) || windows=0
   if ((raw_in > 0 && ingest_out > 0 && agg_in > 0 && windows > 0)) || ((SECONDS > deadline)); then break; fi
   sleep 2
 done
@@ -257,11 +257,13 @@ else fail "ingest: $raw_in in, $ingest_out out"; fi
 if ((ingest_out > 0 && agg_in == 0)); then
   say "WARNING: aggregator consumed nothing while ingest wrote $ingest_out records (tansu group fault); restarting its pod once"
   podman logs "$RELEASE-aggregator-pod-0-aggregator" >"$WORK/aggregator-before-restart.log" 2>&1 || true
-  podman pod restart "$RELEASE-aggregator-pod-0" >/dev/null
+  # The container only: restarting the whole pod (its infra container too) was seen to leave
+  # the published admin port refusing connections.
+  podman restart "$RELEASE-aggregator-pod-0-aggregator" >/dev/null
   deadline=$((SECONDS + 90))
   while :; do
-    agg_in=$(metric_sum "${URL[aggregator]}" llmopt_events_in_total service=aggregator topic=llmopt.telemetry || echo 0)
-    windows=$(metric_sum "${URL[aggregator]}" llmopt_events_out_total service=aggregator topic=llmopt.windows || echo 0)
+    agg_in=$(metric_sum "${URL[aggregator]}" llmopt_events_in_total service=aggregator topic=llmopt.telemetry) || agg_in=0
+    windows=$(metric_sum "${URL[aggregator]}" llmopt_events_out_total service=aggregator topic=llmopt.windows) || windows=0
     if ((agg_in > 0 && windows > 0)) || ((SECONDS > deadline)); then break; fi
     sleep 2
   done
