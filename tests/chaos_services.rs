@@ -16,7 +16,6 @@ use common::lockstep::{self, SERVICES};
 use common::process::{
     free_port, loadgen_fleet_config, read, Installation, PrivateRedis, ServiceProcess,
 };
-use llmopt::demo::Fingerprint;
 
 /// Killed in turn (indices into [`SERVICES`]).
 const VICTIMS: [usize; 4] = [1, 2, 3, 4];
@@ -121,16 +120,7 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
         let log = read(&s.log);
         assert!(!log.contains("fenced off"), "{}: {log}", s.name);
     }
-    let report: serde_json::Value = serde_json::from_str(&read(&report)).expect("report is JSON");
-    let fingerprint: Fingerprint =
-        serde_json::from_value(report["fingerprint"].clone()).expect("fingerprint");
-    assert!(!fingerprint.alerts.is_empty() && !fingerprint.decisions.is_empty());
-    assert_eq!(
-        fingerprint.routing, embedded.routing,
-        "same final routing config"
-    );
-    assert_eq!(fingerprint.decisions, embedded.decisions, "same decisions");
-    assert_eq!(fingerprint.alerts, embedded.alerts, "same alerts");
+    lockstep::assert_report_matches(&report, &embedded);
     let restored = |name: &str| {
         let log = read(&services[SERVICES.iter().position(|s| *s == name).expect("service")].log);
         log.matches("checkpoint restored").count()

@@ -9,7 +9,6 @@ use std::process::Stdio;
 
 use common::lockstep::{self, SERVICES};
 use common::process::{loadgen_fleet_config, read, Installation};
-use llmopt::demo::Fingerprint;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_against_service_processes_matches_the_embedded_demo() {
@@ -34,16 +33,7 @@ async fn loadgen_against_service_processes_matches_the_embedded_demo() {
         "{output}"
     );
 
-    let report: serde_json::Value = serde_json::from_str(&read(&report)).expect("report is JSON");
-    let fingerprint: Fingerprint =
-        serde_json::from_value(report["fingerprint"].clone()).expect("fingerprint");
-    assert!(!fingerprint.alerts.is_empty() && !fingerprint.decisions.is_empty());
-    assert_eq!(
-        fingerprint.routing, embedded.routing,
-        "same final routing config"
-    );
-    assert_eq!(fingerprint.decisions, embedded.decisions, "same decisions");
-    assert_eq!(fingerprint.alerts, embedded.alerts, "same alerts");
+    lockstep::assert_report_matches(&report, &embedded);
 
     // `llmopt probe` is the containers' healthcheck: 0 on a 200, non-zero otherwise.
     let probe = |url: String| {

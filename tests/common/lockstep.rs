@@ -61,3 +61,19 @@ pub fn loadgen(install: &Installation, services: &[ServiceProcess], report: &Pat
         report.to_str().expect("path"),
     ])
 }
+
+/// Reads loadgen's JSON report at `report` and asserts its fingerprint is `embedded`'s: the
+/// same final routing config, decisions and alerts (and some of each).
+pub fn assert_report_matches(report: &Path, embedded: &Fingerprint) {
+    let report: serde_json::Value =
+        serde_json::from_str(&super::process::read(report)).expect("report is JSON");
+    let fingerprint: Fingerprint =
+        serde_json::from_value(report["fingerprint"].clone()).expect("fingerprint");
+    assert!(!fingerprint.alerts.is_empty() && !fingerprint.decisions.is_empty());
+    assert_eq!(
+        fingerprint.routing, embedded.routing,
+        "same final routing config"
+    );
+    assert_eq!(fingerprint.decisions, embedded.decisions, "same decisions");
+    assert_eq!(fingerprint.alerts, embedded.alerts, "same alerts");
+}

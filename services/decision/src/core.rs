@@ -755,13 +755,9 @@ impl Processor for Decision {
     }
 
     fn checkpoint_whole(&self) -> Option<Vec<u8>> {
-        match self.snapshot() {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                tracing::error!(error = %e, "decision state not checkpointed");
-                None
-            }
-        }
+        self.snapshot()
+            .inspect_err(|e| tracing::error!(error = %e, "decision state not checkpointed"))
+            .ok()
     }
 
     fn restore_whole(&mut self, state: &[u8]) -> Result<(), String> {

@@ -523,13 +523,9 @@ impl<B: BaselineDetector> Processor for Detector<B> {
     }
 
     fn checkpoint_whole(&self) -> Option<Vec<u8>> {
-        match self.snapshot() {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                tracing::error!(error = %e, "detector state not checkpointed");
-                None
-            }
-        }
+        self.snapshot()
+            .inspect_err(|e| tracing::error!(error = %e, "detector state not checkpointed"))
+            .ok()
     }
 
     fn restore_whole(&mut self, state: &[u8]) -> Result<(), String> {
