@@ -73,6 +73,10 @@ pub struct RuntimeConfig {
     pub checkpoints: bool,
     /// How often checkpoints are taken (and the offsets they cover committed).
     pub checkpoint_interval_ms: u64,
+    /// A service that owns partitions with records waiting but received nothing for this long
+    /// leaves its consumer group and joins again (logged, and counted in
+    /// `llmopt_consumer_rejoins_total`).
+    pub stall_after_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -83,6 +87,7 @@ impl Default for RuntimeConfig {
             ready_max_backlog: runner.ready_max_backlog,
             checkpoints: true,
             checkpoint_interval_ms: runner.checkpoint_interval.as_millis() as u64,
+            stall_after_ms: runner.stall_after.as_millis() as u64,
         }
     }
 }
@@ -95,6 +100,7 @@ impl RuntimeConfig {
             ready_max_backlog: self.ready_max_backlog,
             checkpoints: self.checkpoints,
             checkpoint_interval: std::time::Duration::from_millis(self.checkpoint_interval_ms),
+            stall_after: std::time::Duration::from_millis(self.stall_after_ms),
             ..Default::default()
         }
     }

@@ -1,8 +1,8 @@
 //! Prometheus metrics of a service, named and labelled the way Kafka consumer dashboards expect.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The metrics every runner exports.
@@ -25,6 +25,9 @@ pub struct ServiceMetrics {
     /// 1 while the last poll found nothing: with `events_in_total`, tells a driver (or an
     /// operator) that the service has caught up with its input.
     pub idle: IntGauge,
+    /// Times the consumer left its group and joined again because it owned partitions with
+    /// records waiting and fetched nothing (see `RunnerConfig::stall_after`).
+    pub rejoins: IntCounter,
 }
 
 impl ServiceMetrics {
@@ -81,6 +84,12 @@ impl ServiceMetrics {
             "consumer_idle",
             "1 while the last poll of the service's input found nothing.",
         );
+        let rejoins = IntCounter::with_opts(labels(
+            "consumer_rejoins_total",
+            "Consumer group rejoins after owning partitions with records waiting and fetching nothing.",
+        ))
+        .unwrap_or_else(|e| panic!("metric consumer_rejoins_total is malformed: {e}"));
+        let _ = registry.register(Box::new(rejoins.clone()));
         Self {
             registry,
             events_in,
@@ -91,6 +100,7 @@ impl ServiceMetrics {
             consumer_lag,
             ready,
             idle,
+            rejoins,
         }
     }
 

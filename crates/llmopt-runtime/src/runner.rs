@@ -8,8 +8,8 @@ use llmopt_cloudevents::{DecodeLimits, KafkaMessage};
 use llmopt_events::wire::{DataFormat, EventMeta, WireError};
 use llmopt_events::{AnyEvent, SchemaRegistry};
 use llmopt_transport::{
-    Consumer, Delivered, InboundMessage, LogicalTopic, OutboundMessage, PendingDelivery,
-    TopicNames, TopicPartition, Transport,
+    Consumer, Delivered, InboundMessage, LogicalTopic, OutboundMessage, PartitionProgress,
+    PendingDelivery, TopicNames, TopicPartition, Transport, TransportError,
 };
 
 use tracing::Instrument;
@@ -70,6 +70,9 @@ pub struct RunnerConfig {
     /// services) instead of rebuilding their state from their inputs (the runner itself only
     /// checkpoints with [`Runner::with_checkpoints`]).
     pub checkpoints: bool,
+    /// A member that owns partitions with records waiting but has received nothing for this
+    /// long leaves its consumer group and joins again (see [`Stage::run`]).
+    pub stall_after: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -85,6 +88,7 @@ impl Default for RunnerConfig {
             ready_max_backlog: 1000,
             checkpoint_interval: Duration::from_secs(5),
             checkpoints: false,
+            stall_after: Duration::from_secs(60),
         }
     }
 }
@@ -186,6 +190,8 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             runner: self,
             consumer,
             group,
+            inputs,
+            last_record: Instant::now(),
             last_commit: Instant::now(),
             since_commit: 0,
             in_flight: VecDeque::new(),
@@ -571,6 +577,10 @@ pub struct Stage<P: Processor, E: Effects> {
     runner: Runner<P, E>,
     consumer: Box<dyn Consumer>,
     group: String,
+    /// The subscribed topics (to join the group again after a stall).
+    inputs: Vec<String>,
+    /// When the last record was handled, or partitions were last assigned.
+    last_record: Instant,
     last_commit: Instant,
     since_commit: usize,
     in_flight: VecDeque<InFlight>,
@@ -585,6 +595,40 @@ pub struct Stage<P: Processor, E: Effects> {
     whole: Option<WholeHold>,
     /// Records that arrived while a job ran, handled before polling again.
     held: VecDeque<InboundMessage>,
+}
+
+/// The consumer of a stage between leaving its group and joining again: owns nothing.
+struct NoGroup;
+
+#[async_trait::async_trait]
+impl Consumer for NoGroup {
+    async fn poll(&mut self, _: Duration) -> Result<Option<InboundMessage>, TransportError> {
+        Ok(None)
+    }
+    fn ack(&mut self, _: &InboundMessage) -> Result<(), TransportError> {
+        Ok(())
+    }
+    async fn commit(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+    fn assignment(&self) -> Result<Vec<TopicPartition>, TransportError> {
+        Ok(Vec::new())
+    }
+    async fn lag(&mut self) -> Result<Vec<(TopicPartition, i64)>, TransportError> {
+        Ok(Vec::new())
+    }
+    async fn progress(&mut self) -> Result<Vec<PartitionProgress>, TransportError> {
+        Ok(Vec::new())
+    }
+    fn pause(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+    fn resume(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+    async fn close(self: Box<Self>) -> Result<(), TransportError> {
+        Ok(())
+    }
 }
 
 /// This instance's hold on its group's whole-core checkpoint.
@@ -769,6 +813,11 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                     // Still joining the group (or given no partition): not caught up yet.
                     continue;
                 }
+                if let Some(waiting) = self.stalled() {
+                    self.rejoin(waiting).await?;
+                    idle_polls = 0;
+                    continue;
+                }
                 // Nothing to read right now. Wait for what is in flight and commit, so the
                 // group's offsets show it (lag dashboards and step barriers read them).
                 self.complete(true).await?;
@@ -791,6 +840,8 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             };
             idle_polls = 0;
             self.handle_and_maybe_commit(message).await?;
+            // After handling: a long job (partitions paused meanwhile) is no stall.
+            self.last_record = Instant::now();
         }
         self.stop().await
     }
@@ -878,6 +929,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         for tp in revoked {
             if let Some(track) = self.partitions.remove(&tp) {
                 self.let_go_whole(&tp, &track);
+                self.warn_single_instance(&tp);
             }
             self.signal(&tp, PartitionState::Revoked)?;
         }
@@ -891,6 +943,10 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                 self.partitions.insert(tp.clone(), PartitionTrack::new());
                 new.push(tp);
             }
+        }
+        if !new.is_empty() {
+            // A stall is counted from the assignment, not from before the group join.
+            self.last_record = Instant::now();
         }
         for tp in new {
             self.claim_partition(&tp).await?;
@@ -1199,9 +1255,85 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         if let Some(next) = track.processed_next {
             hold.offsets.insert((tp.topic.clone(), tp.partition), next);
         }
-        tracing::warn!(topic = %tp.topic, partition = tp.partition,
-            service = self.runner.processor.name(),
-            "partition revoked from a single-instance service: is a second instance running?");
+    }
+
+    /// A partition taken from a whole core by the group (not by this instance rejoining).
+    fn warn_single_instance(&self, tp: &TopicPartition) {
+        if self.whole.is_some() {
+            tracing::warn!(topic = %tp.topic, partition = tp.partition,
+                service = self.runner.processor.name(),
+                "partition revoked from a single-instance service: is a second instance running?");
+        }
+    }
+
+    /// Records known to wait on owned partitions while the consumer has handed over nothing
+    /// for [`RunnerConfig::stall_after`]: a member the group counts as the partitions' owner
+    /// but that is not fetching them. Partitions whose last fetch reached the end are left
+    /// out (an end above the last record, e.g. after a transaction marker, is no backlog).
+    fn stalled(&self) -> Option<i64> {
+        if self.last_record.elapsed() < self.runner.config.stall_after {
+            return None;
+        }
+        let waiting: i64 = self
+            .partitions
+            .values()
+            .filter(|t| t.at_end != Some(true))
+            .filter_map(|t| Some((t.end? - t.next?).max(0)))
+            .sum();
+        (waiting > 0).then_some(waiting)
+    }
+
+    /// Leaves the consumer group and joins it again, the way a restart would but without
+    /// losing the process: everything in flight is acknowledged and committed (with its
+    /// checkpoints), the owned partitions are let go as on a revocation, and the new member's
+    /// assignment claims them afresh. A broker that hands a member partitions without ever
+    /// serving it their records (seen on tansu) is healed by this; a real stall shows as a
+    /// warning and `llmopt_consumer_rejoins_total` every `stall_after`.
+    async fn rejoin(&mut self, waiting: i64) -> Result<(), RuntimeError> {
+        tracing::warn!(service = self.runner.processor.name(), group = %self.group,
+            waiting, quiet_s = self.last_record.elapsed().as_secs(),
+            "owned partitions have records waiting but nothing was fetched; rejoining the consumer group");
+        let settled = match self.complete(true).await {
+            Ok(()) => self.commit().await,
+            Err(e) => Err(e),
+        };
+        match settled {
+            Ok(()) => {}
+            Err(e) if e.is_transient() => {
+                // An outage, not a stall: what was read cannot be committed now. Try again
+                // after another `stall_after`.
+                tracing::warn!(error = %e, "cannot commit before rejoining; staying in the group");
+                self.last_record = Instant::now();
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        self.runner.metrics.rejoins.inc();
+        let owned: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+        for tp in owned {
+            if let Some(track) = self.partitions.remove(&tp) {
+                self.let_go_whole(&tp, &track);
+            }
+            self.signal(&tp, PartitionState::Revoked)?;
+        }
+        self.complete(true).await?;
+        // The old member leaves first, so the group never waits for a member nobody polls.
+        // Its offsets are committed already; a failed goodbye only delays the next join.
+        if let Err(e) = std::mem::replace(&mut self.consumer, Box::new(NoGroup))
+            .close()
+            .await
+        {
+            tracing::warn!(error = %e, "leaving the consumer group failed; joining again anyway");
+        }
+        self.consumer = self
+            .runner
+            .transport
+            .subscribe(&self.group, &self.inputs)
+            .await?;
+        self.last_record = Instant::now();
+        self.unassigned_since = None;
+        self.note_assignment(0);
+        Ok(())
     }
 
     /// Writes the whole-core checkpoint if the core processed records since the last one.

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::consumer::{
@@ -114,8 +114,8 @@ impl ConsumerContext for RebalanceLogger {
 pub struct KafkaConsumer {
     consumer: Arc<StreamConsumer<RebalanceLogger>>,
     reading: Arc<Mutex<Reading>>,
-    /// Progress asked of the broker for partitions the statistics do not cover yet.
-    fetched: HashMap<TopicPartition, PartitionProgress>,
+    /// Progress asked of the broker for partitions the statistics do not cover (yet), and when.
+    fetched: HashMap<TopicPartition, (Instant, PartitionProgress)>,
     /// Per partition: whether the last fetch after the last delivered record came back empty
     /// (librdkafka's partition EOF).
     at_end: HashMap<TopicPartition, bool>,
@@ -123,6 +123,11 @@ pub struct KafkaConsumer {
 
 /// How long one broker question about a newly assigned partition may take.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an answer from the broker stands for a partition the statistics do not cover. The
+/// statistics cover a partition from its first fetch on; one they never cover is not being
+/// fetched, and its end must still be seen to grow, or a stalled member would look caught up.
+const FETCHED_PROGRESS_TTL: Duration = Duration::from_secs(10);
 
 /// Committed offset (or log start) and high watermark of `partitions`, from the broker.
 fn fetch_progress(
@@ -310,9 +315,11 @@ impl Consumer for KafkaConsumer {
             .unwrap_or_default())
     }
 
-    /// From the same statistics (every second). A partition assigned since the last statistics
-    /// is asked of the broker once (its committed offset and high watermark): right after an
-    /// assignment is exactly when a backlog must be known.
+    /// From the same statistics (every second). A partition the statistics do not cover (just
+    /// assigned, or never fetched) is asked of the broker (its committed offset and high
+    /// watermark), again every [`FETCHED_PROGRESS_TTL`] while that lasts: right after an
+    /// assignment is exactly when a backlog must be known, and a member that owns a partition
+    /// without fetching it must show the records piling up.
     async fn progress(&mut self) -> Result<Vec<PartitionProgress>, TransportError> {
         let assigned = self.assignment()?;
         let mut known: Vec<PartitionProgress> = self
@@ -323,8 +330,11 @@ impl Consumer for KafkaConsumer {
             .into_iter()
             .filter(|p| assigned.contains(&p.partition))
             .collect();
-        self.fetched
-            .retain(|tp, _| assigned.contains(tp) && !known.iter().any(|p| &p.partition == tp));
+        self.fetched.retain(|tp, (at, _)| {
+            assigned.contains(tp)
+                && !known.iter().any(|p| &p.partition == tp)
+                && at.elapsed() < FETCHED_PROGRESS_TTL
+        });
         let missing: Vec<TopicPartition> = assigned
             .into_iter()
             .filter(|tp| {
@@ -336,11 +346,12 @@ impl Consumer for KafkaConsumer {
             let fetched = tokio::task::spawn_blocking(move || fetch_progress(&consumer, missing))
                 .await
                 .map_err(|e| TransportError::Timeout(format!("progress task failed: {e}")))??;
+            let now = Instant::now();
             for p in fetched {
-                self.fetched.insert(p.partition.clone(), p);
+                self.fetched.insert(p.partition.clone(), (now, p));
             }
         }
-        known.extend(self.fetched.values().cloned());
+        known.extend(self.fetched.values().map(|(_, p)| p.clone()));
         for p in &mut known {
             p.at_end = Some(self.at_end.get(&p.partition).copied().unwrap_or(false));
         }
