@@ -48,45 +48,54 @@ enum Cmd {
     /// `llmopt loadgen` at full speed through ingest and aggregator processes; events/s end to
     /// end next to a bare rdkafka consume of the same raw topic.
     Pipeline {
-        /// The `llmopt` binary (build it with `cargo build --release`).
-        #[arg(long, default_value = "target/release/llmopt")]
-        llmopt: std::path::PathBuf,
+        #[command(flatten)]
+        stack: Stack,
         /// Simulated seconds of the default scenario.
         #[arg(long, default_value_t = 3600)]
         duration: u64,
-        /// Partitions of the pipeline's topics.
-        #[arg(long, default_value_t = 6)]
-        partitions: i32,
-        /// Broker (defaults to $LLMOPT_KAFKA_BOOTSTRAP).
-        #[arg(long, env = "LLMOPT_KAFKA_BOOTSTRAP")]
-        bootstrap: String,
-        /// Redis (defaults to $LLMOPT_REDIS_URL).
-        #[arg(long, env = "LLMOPT_REDIS_URL")]
-        redis: String,
     },
     /// Restart cost: seconds from a restart of each stateful service to `/ready`, with
     /// `base × factor` simulated seconds of history in its topics (checkpoints), and at the
     /// largest history without checkpoints (state rebuilt by replay) as the baseline.
     Restart {
-        /// The `llmopt` binary (build it with `cargo build --release`).
-        #[arg(long, default_value = "target/release/llmopt")]
-        llmopt: std::path::PathBuf,
+        #[command(flatten)]
+        stack: Stack,
         /// Simulated seconds of history of the smallest run.
         #[arg(long, default_value_t = 360)]
         base: u64,
         /// History multiples.
         #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
         factors: Vec<u64>,
-        /// Partitions of the pipeline's topics.
-        #[arg(long, default_value_t = 6)]
-        partitions: i32,
-        /// Broker (defaults to $LLMOPT_KAFKA_BOOTSTRAP).
-        #[arg(long, env = "LLMOPT_KAFKA_BOOTSTRAP")]
-        bootstrap: String,
-        /// Redis (defaults to $LLMOPT_REDIS_URL).
-        #[arg(long, env = "LLMOPT_REDIS_URL")]
-        redis: String,
     },
+}
+
+/// The binary and servers a pipeline load test runs against.
+#[derive(clap::Args)]
+struct Stack {
+    /// The `llmopt` binary (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/llmopt")]
+    llmopt: std::path::PathBuf,
+    /// Partitions of the pipeline's topics.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Broker (defaults to $LLMOPT_KAFKA_BOOTSTRAP).
+    #[arg(long, env = "LLMOPT_KAFKA_BOOTSTRAP")]
+    bootstrap: String,
+    /// Redis (defaults to $LLMOPT_REDIS_URL).
+    #[arg(long, env = "LLMOPT_REDIS_URL")]
+    redis: String,
+}
+
+impl Stack {
+    fn pipeline(self, duration_s: u64) -> pipeline::PipelineRun {
+        pipeline::PipelineRun {
+            llmopt: self.llmopt,
+            bootstrap: self.bootstrap,
+            redis: self.redis,
+            duration_s,
+            partitions: self.partitions,
+        }
+    }
 }
 
 #[tokio::main]
@@ -97,35 +106,13 @@ async fn main() -> anyhow::Result<()> {
             partitions,
             bootstrap,
         } => transport(events, partitions, bootstrap).await,
-        Cmd::Pipeline {
-            llmopt,
-            duration,
-            partitions,
-            bootstrap,
-            redis,
-        } => pipeline::PipelineRun {
-            llmopt,
-            bootstrap,
-            redis,
-            duration_s: duration,
-            partitions,
-        }
-        .run(),
+        Cmd::Pipeline { stack, duration } => stack.pipeline(duration).run(),
         Cmd::Restart {
-            llmopt,
+            stack,
             base,
             factors,
-            partitions,
-            bootstrap,
-            redis,
         } => restart::RestartRun {
-            pipeline: pipeline::PipelineRun {
-                llmopt,
-                bootstrap,
-                redis,
-                duration_s: base,
-                partitions,
-            },
+            pipeline: stack.pipeline(base),
             base_s: base,
             factors,
         }
