@@ -1,11 +1,12 @@
-//! Chaos suite, the stateful services: the default scenario through the five services as
-//! separate `llmopt run` processes on the real broker and Redis, driven in lock-step by
-//! `llmopt loadgen`, while the aggregator, detector, decision and actuator are each killed with
-//! SIGKILL at random points at least five times and restarted at once, and Redis (keeping its
-//! data on disk, as a production Redis does) is killed and restarted once mid-run. The services
-//! restore their checkpoints and replay only what follows, and wait out the Redis outage, so the
-//! run must give exactly the alerts, decisions and final routing config of the embedded demo,
-//! which never crashes.
+//! Chaos suite, the services: the default scenario through the five services as separate
+//! `llmopt run` processes on the real broker and Redis, driven in lock-step by `llmopt loadgen`,
+//! while every service (ingest, aggregator, detector, decision and actuator) is killed with
+//! SIGKILL at random points five times and restarted at once, and Redis (keeping its data on
+//! disk, as a production Redis does) is killed and restarted once mid-run. Each round kills all
+//! five in a random order a moment apart, so their outages overlap. The services restore their
+//! checkpoints and replay only what follows, wait out the Redis outage, and the aggregator counts
+//! the calls ingest publishes again after a crash once, so the run must give exactly the alerts,
+//! decisions and final routing config of the embedded demo, which never crashes.
 
 mod common;
 
@@ -17,8 +18,8 @@ use common::process::{
     free_port, loadgen_fleet_config, read, Installation, PrivateRedis, ServiceProcess,
 };
 
-/// Killed in turn (indices into [`SERVICES`]).
-const VICTIMS: [usize; 4] = [1, 2, 3, 4];
+/// Killed in every round (indices into [`SERVICES`]).
+const VICTIMS: [usize; 5] = [0, 1, 2, 3, 4];
 
 const KILLS_EACH: usize = 5;
 
@@ -26,6 +27,16 @@ const KILLS_EACH: usize = 5;
 struct Lcg(u64);
 
 impl Lcg {
+    /// `VICTIMS` in a random order (Fisher-Yates).
+    fn shuffled(&mut self) -> [usize; VICTIMS.len()] {
+        let mut order = VICTIMS;
+        for i in (1..order.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        order
+    }
+
     fn below(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
@@ -58,9 +69,10 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
         .spawn()
         .expect("run llmopt loadgen");
 
-    // Wait until the loop runs (every service ready, the first steps published), then kill a
-    // victim 0.5-2.5 s after the previous one is back (ready: restored, rejoined, caught up),
-    // round-robin, until each was killed KILLS_EACH times.
+    // Wait until the loop runs (every service ready, the first steps published). Then, each
+    // round: let the loop run 0.5-3 s, kill every victim in a random order 0.1-1.5 s apart
+    // (each restarted at once), and wait until all are back (ready: restored, rejoined, caught
+    // up).
     for s in &services {
         s.wait_ready(Duration::from_secs(120));
     }
@@ -78,8 +90,8 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
             std::thread::sleep(Duration::from_secs(2));
             redis = PrivateRedis::start(port, Some(&redis_dir));
         }
-        for &victim in &VICTIMS {
-            std::thread::sleep(Duration::from_millis(500 + rng.below(2000)));
+        std::thread::sleep(Duration::from_millis(500 + rng.below(2500)));
+        for victim in rng.shuffled() {
             if loadgen.try_wait().expect("loadgen status").is_some() {
                 break 'chaos;
             }
@@ -95,6 +107,9 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
             service.kill_9();
             *service = install.spawn_service_on(SERVICES[victim], port, &env);
             kills[victim] += 1;
+            std::thread::sleep(Duration::from_millis(100 + rng.below(1400)));
+        }
+        for service in &services {
             service.wait_ready(Duration::from_secs(120));
         }
     }
@@ -125,7 +140,7 @@ async fn stateful_services_killed_at_random_give_the_uninterrupted_results() {
         let log = read(&services[SERVICES.iter().position(|s| *s == name).expect("service")].log);
         log.matches("checkpoint restored").count()
     };
-    for name in ["detector", "decision", "actuator"] {
+    for name in ["aggregator", "detector", "decision", "actuator"] {
         assert!(
             restored(name) >= KILLS_EACH,
             "{name} restored its checkpoint after its restarts: {} times",

@@ -60,6 +60,17 @@ pub trait Processor: Send + 'static {
         None
     }
 
+    /// Whether `input` is new to the core's state. `false` drops it as a duplicate of an input
+    /// already counted (`llmopt_duplicates_total`, no outputs). At-least-once delivery repeats
+    /// inputs after a crash upstream (with the same id and bytes); a core that aggregates keeps
+    /// what it has counted in its checkpointed state so that such a copy counts once. It runs
+    /// after [`Processor::validate`], before the shell's state-store admission and the
+    /// processing itself, and may record the input as seen: it is only called for inputs that
+    /// are then processed or dropped.
+    fn admit(&mut self, _input: &Input) -> bool {
+        true
+    }
+
     /// Checks an input before processing; a rejection sends the original record to the
     /// dead-letter topic with the reason instead of processing it. Most cores accept everything
     /// that decodes; ingest validates telemetry here.

@@ -255,7 +255,7 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             if message.offset < end {
                 // Records that were dead-lettered or rejected changed no state then either.
                 if let Ok((input, _)) = self.decode(&message) {
-                    if self.processor.validate(&input).is_ok() {
+                    if self.processor.validate(&input).is_ok() && self.processor.admit(&input) {
                         let _ = self.processor.process(&input);
                         replayed += 1;
                     }
@@ -331,7 +331,7 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             Ok((input, incoming)) => {
                 if let Err(rejection) = self.processor.validate(&input) {
                     Some(self.dead_letter(&message, rejection.kind, &rejection.message, &span)?)
-                } else if !self.admit(&input, &span).await? {
+                } else if !self.processor.admit(&input) || !self.admit(&input, &span).await? {
                     self.summary.duplicates += 1;
                     self.metrics
                         .duplicates

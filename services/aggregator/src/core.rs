@@ -9,6 +9,7 @@ use llmopt_transport::LogicalTopic;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AggregatorConfig, HoppingConfig};
+use crate::dedup::{SeenBucket, SeenIds};
 use crate::error::{ConfigError, SnapshotError};
 use crate::series::{SeriesId, SeriesTable, WindowPos, WindowState};
 use crate::watermark::{WatermarkState, WatermarkTracker};
@@ -32,6 +33,9 @@ type WindowSlot = (SeriesId, WindowPos);
 /// past their end; a late call for such a window re-emits it with the next revision. A call for
 /// which every window is gone goes to `telemetry.late` unchanged.
 ///
+/// A call whose id its partition already delivered is not counted again ([`Processor::admit`]):
+/// ingest republishes calls, with the same ids, after a crash.
+///
 /// Outputs of one input are ordered by window end, then window id; ids derive from the inputs
 /// only, so a replay of the same inputs yields byte-identical outputs.
 #[derive(Debug)]
@@ -44,6 +48,8 @@ pub struct Aggregator {
     pending: BTreeSet<(i64, String, WindowSlot)>,
     /// Emitted windows kept for late events, by end (expiry order).
     retained: BTreeSet<(i64, WindowSlot)>,
+    /// Ids of the calls counted in windows that may still take calls.
+    seen: SeenIds,
     scratch_bounds: Vec<WindowBounds>,
 }
 
@@ -57,6 +63,7 @@ impl Aggregator {
                 config.allowed_out_of_orderness_ms,
                 config.idle_timeout_ms,
             ),
+            seen: SeenIds::new(config.tumbling_size_ms),
             config,
             series: SeriesTable::default(),
             pending: BTreeSet::new(),
@@ -83,6 +90,11 @@ impl Aggregator {
     /// Emitted windows still kept for late events: for state-size metrics.
     pub fn retained_windows(&self) -> usize {
         self.retained.len()
+    }
+
+    /// Call ids kept to recognise copies: for state-size metrics.
+    pub fn seen_ids(&self) -> usize {
+        self.seen.len()
     }
 
     /// Emits every open window now (revision 0), in window-end then window-id order, whatever
@@ -120,6 +132,9 @@ impl Aggregator {
         self.watermark
             .restore_partition(partition, snapshot.watermark);
         self.insert_snapshot_windows(snapshot.windows, partition);
+        self.seen
+            .restore(partition, &snapshot.seen)
+            .map_err(SnapshotError::Corrupt)?;
         Ok(())
     }
 
@@ -143,6 +158,7 @@ impl Aggregator {
     /// Forgets the windows of the series read from `partition` (it moved to another instance,
     /// which restores them from the last checkpoint).
     fn drop_partition(&mut self, partition: i32) {
+        self.seen.drop_partition(partition);
         let doomed: Vec<(SeriesId, WindowPos, i64, String, bool)> = self
             .series
             .iter_ids()
@@ -197,6 +213,7 @@ impl Aggregator {
             hopping: self.config.hopping,
             watermark,
             windows,
+            seen: self.seen.snapshot(partition),
         };
         serde_json::to_vec(&snapshot).map_err(SnapshotError::Encode)
     }
@@ -214,6 +231,9 @@ impl Aggregator {
         // A whole-core snapshot does not say which partition a series came from: its next
         // call tags it.
         core.insert_snapshot_windows(snapshot.windows, -1);
+        core.seen
+            .restore(-1, &snapshot.seen)
+            .map_err(SnapshotError::Corrupt)?;
         Ok(core)
     }
 
@@ -350,12 +370,14 @@ impl Aggregator {
         })
     }
 
-    /// Drops emitted windows the watermark has left more than `allowed_lateness_ms` behind.
+    /// Drops emitted windows the watermark has left more than `allowed_lateness_ms` behind, and
+    /// the ids of calls that no window could take any more.
     fn expire(&mut self) {
         let Some(watermark) = self.watermark.current() else {
             return;
         };
         let lateness = self.config.allowed_lateness_ms;
+        self.seen.forget_before(self.late_before(watermark));
         while let Some(&(end, slot)) = self.retained.first() {
             if watermark <= end.saturating_add(lateness) {
                 break;
@@ -404,6 +426,33 @@ impl Aggregator {
     }
 }
 
+impl Aggregator {
+    /// Event time before which a call is late at `watermark`: every window it belongs to ends
+    /// at most the longest window size after it, and takes calls until the watermark is
+    /// `allowed_lateness_ms` past its end.
+    fn late_before(&self, watermark: i64) -> i64 {
+        let longest = self
+            .config
+            .hopping
+            .map_or(self.config.tumbling_size_ms, |h| {
+                h.size_ms.max(self.config.tumbling_size_ms)
+            });
+        watermark
+            .saturating_sub(self.config.allowed_lateness_ms)
+            .saturating_sub(longest)
+    }
+
+    /// Whether the call was not counted before; records it. A call that is late at the current
+    /// watermark is not recorded: it changes no window, wherever it goes.
+    fn first_delivery(&mut self, partition: i32, id: &str, call: &LlmCall) -> bool {
+        let late = self
+            .watermark
+            .current()
+            .is_some_and(|wm| call.event_time < self.late_before(wm));
+        late || self.seen.insert(partition, id, call.event_time)
+    }
+}
+
 fn pos_of(bounds: &WindowBounds) -> WindowPos {
     (bounds.kind == WindowKind::Hopping, bounds.start_ms)
 }
@@ -415,6 +464,14 @@ impl Processor for Aggregator {
 
     fn inputs(&self) -> Vec<LogicalTopic> {
         vec![LogicalTopic::Telemetry]
+    }
+
+    /// A call whose id its partition already delivered is a copy: not counted again.
+    fn admit(&mut self, input: &Input) -> bool {
+        match &input.event {
+            AnyEvent::LlmCall(call) => self.first_delivery(input.partition, &input.id, call),
+            _ => true,
+        }
     }
 
     /// Handles one `LlmCall`; any other event on the topic is ignored (no output).
@@ -475,6 +532,9 @@ struct Snapshot<'a> {
     hopping: Option<HoppingConfig>,
     watermark: WatermarkState,
     windows: Vec<WindowSnapshot<'a>>,
+    /// Ids of the calls counted (absent in checkpoints written before deduplication).
+    #[serde(default)]
+    seen: Vec<SeenBucket>,
 }
 
 #[derive(Serialize, Deserialize)]

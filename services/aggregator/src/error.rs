@@ -84,6 +84,9 @@ pub enum SnapshotError {
         /// Hopping (size, hop) configured now.
         config_hopping: Option<(i64, i64)>,
     },
+    /// The snapshot's set of seen call ids does not decode.
+    #[error("corrupt seen-id set in aggregator snapshot: {0}")]
+    Corrupt(String),
     /// The configuration given to restore is itself invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -11,6 +11,7 @@
 
 mod config;
 mod core;
+mod dedup;
 mod error;
 mod fleet_metrics;
 mod series;

@@ -488,3 +488,79 @@ fn restore_rejects_other_window_sizes_and_garbage() {
         Err(SnapshotError::Decode(_))
     ));
 }
+
+/// Like [`run`], but as the runtime feeds the core: inputs it does not admit are dropped.
+fn run_admitted(agg: &mut Aggregator, inputs: &[Input]) -> (Vec<Output>, usize) {
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    for inp in inputs {
+        if agg.admit(inp) {
+            out.extend(agg.process(inp));
+        } else {
+            dropped += 1;
+        }
+    }
+    (out, dropped)
+}
+
+#[test]
+fn copies_of_a_call_count_once() {
+    let inputs = stream(4, 10_000);
+    let mut reference = core(AggregatorConfig::default());
+    let mut expected = run(&mut reference, &inputs);
+    expected.extend(reference.flush());
+
+    // Every 7th call delivered again a few records later, as ingest does after a crash.
+    let mut with_copies = Vec::new();
+    let mut copies = std::collections::VecDeque::new();
+    for (i, inp) in inputs.iter().enumerate() {
+        with_copies.push(inp.clone());
+        if i % 7 == 0 {
+            copies.push_back((i + 25, inp.clone()));
+        }
+        while copies.front().is_some_and(|(at, _)| *at <= i) {
+            if let Some((_, copy)) = copies.pop_front() {
+                with_copies.push(copy);
+            }
+        }
+    }
+    let mut agg = core(AggregatorConfig::default());
+    let (mut got, dropped) = run_admitted(&mut agg, &with_copies);
+    got.extend(agg.flush());
+    let late_copies = with_copies.len() - inputs.len() - dropped;
+    assert!(dropped > 1_000, "copies dropped: {dropped}");
+    // A copy of a call that is too late by now changes no window: it goes to late again.
+    let late = |o: &[Output]| {
+        o.iter()
+            .filter(|o| o.topic == LogicalTopic::TelemetryLate)
+            .count()
+    };
+    assert_eq!(late(&got), late(&expected) + late_copies);
+    let windows = |o: &[Output]| {
+        o.iter()
+            .filter(|o| o.topic == LogicalTopic::Windows)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(encode(&windows(&got)), encode(&windows(&expected)));
+    assert!(agg.seen_ids() < inputs.len(), "old ids are forgotten");
+}
+
+#[test]
+fn the_seen_ids_move_with_the_partition_checkpoint() {
+    let inputs = stream(5, 4_000);
+    let (head, tail) = inputs.split_at(3_000);
+    let mut first = core(AggregatorConfig::default());
+    run_admitted(&mut first, head);
+    let mut second = core(AggregatorConfig::default());
+    for p in 0..4 {
+        let bytes = first.partition_snapshot(p).expect("snapshot");
+        second.restore_partition(p, &bytes).expect("restore");
+    }
+    // The last calls before the checkpoint are delivered again to the new owner.
+    let redelivered: Vec<Input> = head[2_900..].iter().chain(tail).cloned().collect();
+    let (_, dropped) = run_admitted(&mut second, &redelivered);
+    let (_, dropped_by_first) = run_admitted(&mut first, &redelivered);
+    assert_eq!(dropped, dropped_by_first);
+    assert!(dropped >= 90, "{dropped} of 100 copies dropped");
+}
