@@ -6,13 +6,14 @@
 //! event goes late.
 //!
 //! Runs on the embedded log (its group protocol moves partitions at once; on Kafka the same
-//! runner code waits out the broker's session timeout). A moved partition re-reads the records
-//! after its last checkpoint while the new owner's operator watermark may be ahead of them:
-//! they must stay within the allowed lateness in event time to revise their windows instead of
-//! going late. At real-time pace that gap is the checkpoint interval (5 s) plus the rebalance,
-//! well within the default 60 s; this stream runs about 120× faster than real time, so the
-//! test allows 10 minutes of lateness (5 s of its wall time), in both runs. Per-partition
-//! watermarks would remove the condition; they are not done yet.
+//! runner code waits out the broker's session timeout). Windows close per input partition, and a
+//! moved partition keeps its closing watermark but not the old owner's operator watermark
+//! (`services/aggregator/tests/backlog.rs` checks a move between instances far apart in event
+//! time). This stream runs about 120× faster than real time, and at that pace about a fifth of
+//! the windows are still emitted early and revised, in steady state and not only around the
+//! moves (the same with windows closed by the operator watermark): with the default 60 s of
+//! lateness about 2,000 calls (1 %) go late. The cause is not found yet; the test allows 10
+//! minutes of lateness (5 s of its wall time), in both runs, and checks the final content.
 
 mod common;
 
@@ -148,9 +149,8 @@ async fn aggregators_scaled_out_and_in_give_the_single_instance_windows() {
         windows::read_all(transport.as_ref(), &names.name(LogicalTopic::Windows)).await,
     );
     assert_eq!(late, 0, "events sent to the late topic");
-    // Final content is what must match. A moved partition can see its windows closed early by
-    // the operator watermark it inherits (the larger of the new owner's and the checkpoint's)
-    // and then revised by its own events: the revision number differs, not the content.
+    // Final content is what must match: windows emitted early and then revised (see the module
+    // comment) differ in their revision number, not their content.
     let revised = produced.values().filter(|w| w.revision > 0).count();
     eprintln!(
         "{} windows, {revised} of them revised after an early emission",

@@ -1,7 +1,7 @@
 //! The aggregator's deterministic core: telemetry in, window aggregates (and late events) out.
 
 use std::collections::btree_map::Entry;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use llmopt_events::{AnyEvent, LlmCall, WindowKind};
 use llmopt_runtime::{Input, Output, PartitionState, Processor};
@@ -27,11 +27,12 @@ type WindowSlot = (SeriesId, WindowPos);
 /// The aggregator core (see `docs/closed-loop.md`, "Windows (aggregator)").
 ///
 /// For every `LlmCall` on `telemetry` it updates the tumbling window and each hopping window of
-/// the call's (app, route, provider, model) series, advances the event-time watermark, and emits
-/// each window whose end the watermark has passed as a `WindowAggregate` (revision 0) on
-/// `windows`. Emitted windows are kept until the watermark is more than `allowed_lateness_ms`
-/// past their end; a late call for such a window re-emits it with the next revision. A call for
-/// which every window is gone goes to `telemetry.late` unchanged.
+/// the call's (app, route, provider, model) series, advances the event-time watermarks, and
+/// emits each window whose end its input partition's closing watermark has passed
+/// ([`WatermarkTracker::closing`]) as a `WindowAggregate` (revision 0) on `windows`. Emitted
+/// windows are kept until that watermark is more than `allowed_lateness_ms` past their end; a
+/// late call for such a window re-emits it with the next revision. A call for which every
+/// window is gone goes to `telemetry.late` unchanged.
 ///
 /// A call whose id its partition already delivered is not counted again ([`Processor::admit`]):
 /// ingest republishes calls, with the same ids, after a crash.
@@ -44,10 +45,10 @@ pub struct Aggregator {
     assigner: WindowAssigner,
     watermark: WatermarkTracker,
     series: SeriesTable,
-    /// Windows not yet emitted, in emission order.
-    pending: BTreeSet<(i64, String, WindowSlot)>,
-    /// Emitted windows kept for late events, by end (expiry order).
-    retained: BTreeSet<(i64, WindowSlot)>,
+    /// Windows not yet emitted, per input partition, in emission order.
+    pending: BTreeMap<i32, BTreeSet<(i64, String, WindowSlot)>>,
+    /// Emitted windows kept for late events, per input partition, by end (expiry order).
+    retained: BTreeMap<i32, BTreeSet<(i64, WindowSlot)>>,
     /// Ids of the calls counted in windows that may still take calls.
     seen: SeenIds,
     scratch_bounds: Vec<WindowBounds>,
@@ -66,8 +67,8 @@ impl Aggregator {
             seen: SeenIds::new(config.tumbling_size_ms),
             config,
             series: SeriesTable::default(),
-            pending: BTreeSet::new(),
-            retained: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            retained: BTreeMap::new(),
             scratch_bounds: Vec::new(),
         })
     }
@@ -84,12 +85,12 @@ impl Aggregator {
 
     /// Windows still open (not yet emitted): for state-size metrics.
     pub fn open_windows(&self) -> usize {
-        self.pending.len()
+        self.pending.values().map(BTreeSet::len).sum()
     }
 
     /// Emitted windows still kept for late events: for state-size metrics.
     pub fn retained_windows(&self) -> usize {
-        self.retained.len()
+        self.retained.values().map(BTreeSet::len).sum()
     }
 
     /// Call ids kept to recognise copies: for state-size metrics.
@@ -99,18 +100,19 @@ impl Aggregator {
 
     /// Emits every open window now (revision 0), in window-end then window-id order, whatever
     /// the watermark: the end of a bounded run, where no later event will close them. Their
-    /// `watermark` field is the current watermark (`i64::MIN` if no event was seen). They are
-    /// then retained like any emitted window, so a later event still revises them.
+    /// `watermark` field is their partition's closing watermark (`i64::MIN` if none is known).
+    /// They are then retained like any emitted window, so a later event still revises them.
     pub fn flush(&mut self) -> Vec<Output> {
-        let watermark = self.watermark.current().unwrap_or(i64::MIN);
-        let mut out = Vec::with_capacity(self.pending.len());
-        while let Some((end, _, slot)) = self.pending.pop_first() {
-            self.retained.insert((end, slot));
-            if let Some(output) = self.emit_window(slot, watermark) {
-                out.push(output);
+        let mut ready = Vec::new();
+        for (partition, pending) in std::mem::take(&mut self.pending) {
+            let watermark = self.watermark.close(partition).unwrap_or(i64::MIN);
+            let retained = self.retained.entry(partition).or_default();
+            for (end, id, slot) in pending {
+                retained.insert((end, slot));
+                ready.push((end, id, slot, watermark));
             }
         }
-        out
+        self.emit_sorted(ready)
     }
 
     /// Serialises the state (watermarks and every held window) for a checkpoint. Windows are
@@ -148,9 +150,7 @@ impl Aggregator {
                 end_ms: start.saturating_add(self.assigner.size_ms(w.kind)),
             };
             let sid = self.series.intern(w.series.fields());
-            if let Some(series) = self.series.get_mut(sid) {
-                series.input_partition = partition;
-            }
+            self.retag(sid, partition);
             self.insert_window(sid, bounds, w.metrics, w.revision);
         }
     }
@@ -159,29 +159,44 @@ impl Aggregator {
     /// which restores them from the last checkpoint).
     fn drop_partition(&mut self, partition: i32) {
         self.seen.drop_partition(partition);
-        let doomed: Vec<(SeriesId, WindowPos, i64, String, bool)> = self
-            .series
-            .iter_ids()
-            .filter(|(_, s)| s.input_partition == partition)
-            .flat_map(|(sid, s)| {
-                s.windows.iter().map(move |(pos, w)| {
-                    (
-                        sid,
-                        *pos,
-                        w.bounds.end_ms,
-                        w.id.clone(),
-                        w.revision.is_none(),
-                    )
-                })
-            })
-            .collect();
-        for (sid, pos, end, id, open) in doomed {
-            if open {
-                self.pending.remove(&(end, id, (sid, pos)));
-            } else {
-                self.retained.remove(&(end, (sid, pos)));
-            }
+        let pending = self.pending.remove(&partition).unwrap_or_default();
+        let retained = self.retained.remove(&partition).unwrap_or_default();
+        let slots = pending
+            .into_iter()
+            .map(|(_, _, slot)| slot)
+            .chain(retained.into_iter().map(|(_, slot)| slot));
+        for (sid, pos) in slots {
             self.series.remove_window(sid, pos);
+        }
+    }
+
+    /// Moves a series' windows to `partition` (its calls now come from there: the topic was
+    /// repartitioned, or a whole-core restore did not know where it came from).
+    fn retag(&mut self, sid: SeriesId, partition: i32) {
+        let Some(series) = self.series.get_mut(sid) else {
+            return;
+        };
+        let from = std::mem::replace(&mut series.input_partition, partition);
+        if from == partition {
+            return;
+        }
+        for (pos, w) in &series.windows {
+            let end = w.bounds.end_ms;
+            if w.revision.is_none() {
+                let entry = (end, w.id.clone(), (sid, *pos));
+                if let Some(set) = self.pending.get_mut(&from) {
+                    set.remove(&entry);
+                }
+                self.pending.entry(partition).or_default().insert(entry);
+            } else {
+                if let Some(set) = self.retained.get_mut(&from) {
+                    set.remove(&(end, (sid, *pos)));
+                }
+                self.retained
+                    .entry(partition)
+                    .or_default()
+                    .insert((end, (sid, *pos)));
+            }
         }
     }
 
@@ -268,7 +283,7 @@ impl Aggregator {
     fn on_call(&mut self, partition: i32, input_id: &str, call: &LlmCall) -> Vec<Output> {
         let t = call.event_time;
         let lateness = self.config.allowed_lateness_ms;
-        let before = self.watermark.current();
+        let before = self.watermark.closing(partition);
         let mut bounds = std::mem::take(&mut self.scratch_bounds);
         bounds.clear();
         self.assigner.assign(t, &mut bounds);
@@ -287,9 +302,7 @@ impl Aggregator {
             });
         } else {
             let sid = self.series.intern(call_fields(call));
-            if let Some(series) = self.series.get_mut(sid) {
-                series.input_partition = partition;
-            }
+            self.retag(sid, partition);
             for b in &bounds {
                 let pos = pos_of(b);
                 let existing = self
@@ -314,39 +327,45 @@ impl Aggregator {
         self.scratch_bounds = bounds;
 
         self.watermark.observe(partition, t);
-        self.emit_ready(revised, &mut out);
+        self.emit_ready(partition, revised, &mut out);
         self.expire();
         out
     }
 
-    /// Emits the windows revised by the last event and every open window the watermark passed.
-    fn emit_ready(&mut self, revised: Vec<WindowSlot>, out: &mut Vec<Output>) {
-        let Some(watermark) = self.watermark.current() else {
-            return;
-        };
-        let mut ready: Vec<(i64, String, WindowSlot)> = Vec::new();
-        for slot in revised {
-            if let Some(w) = self.window_mut(slot) {
-                w.revision = Some(w.revision.map_or(0, |r| r.saturating_add(1)));
-                ready.push((w.bounds.end_ms, w.id.clone(), slot));
+    /// Emits the windows revised by the last event (of `partition`) and every open window its
+    /// partition's closing watermark passed.
+    fn emit_ready(&mut self, partition: i32, revised: Vec<WindowSlot>, out: &mut Vec<Output>) {
+        let mut ready: Vec<(i64, String, WindowSlot, i64)> = Vec::new();
+        if let Some(watermark) = self.watermark.close(partition) {
+            for slot in revised {
+                if let Some(w) = self.window_mut(slot) {
+                    w.revision = Some(w.revision.map_or(0, |r| r.saturating_add(1)));
+                    ready.push((w.bounds.end_ms, w.id.clone(), slot, watermark));
+                }
             }
         }
-        while self
-            .pending
-            .first()
-            .is_some_and(|(end, _, _)| *end <= watermark)
-        {
-            if let Some(entry) = self.pending.pop_first() {
-                self.retained.insert((entry.0, entry.2));
-                ready.push(entry);
+        for (p, pending) in &mut self.pending {
+            let Some(watermark) = self.watermark.close(*p) else {
+                continue;
+            };
+            while pending.first().is_some_and(|(end, _, _)| *end <= watermark) {
+                if let Some((end, id, slot)) = pending.pop_first() {
+                    self.retained.entry(*p).or_default().insert((end, slot));
+                    ready.push((end, id, slot, watermark));
+                }
             }
         }
+        self.pending.retain(|_, pending| !pending.is_empty());
+        out.extend(self.emit_sorted(ready));
+    }
+
+    /// The outputs of `ready` windows (end, id, slot, watermark), in end then id order.
+    fn emit_sorted(&mut self, mut ready: Vec<(i64, String, WindowSlot, i64)>) -> Vec<Output> {
         ready.sort_unstable();
-        out.extend(
-            ready
-                .into_iter()
-                .filter_map(|(_, _, slot)| self.emit_window(slot, watermark)),
-        );
+        ready
+            .into_iter()
+            .filter_map(|(_, _, slot, watermark)| self.emit_window(slot, watermark))
+            .collect()
     }
 
     /// The output of a window at its current revision (0 when it is emitted for the first time).
@@ -370,21 +389,29 @@ impl Aggregator {
         })
     }
 
-    /// Drops emitted windows the watermark has left more than `allowed_lateness_ms` behind, and
-    /// the ids of calls that no window could take any more.
+    /// Drops emitted windows their partition's closing watermark has left more than
+    /// `allowed_lateness_ms` behind, and the ids of calls that no window could take any more.
     fn expire(&mut self) {
-        let Some(watermark) = self.watermark.current() else {
-            return;
-        };
         let lateness = self.config.allowed_lateness_ms;
-        self.seen.forget_before(self.late_before(watermark));
-        while let Some(&(end, slot)) = self.retained.first() {
-            if watermark <= end.saturating_add(lateness) {
-                break;
+        for partition in self.seen.partitions() {
+            if let Some(watermark) = self.watermark.closing(partition) {
+                self.seen
+                    .forget_before(partition, self.late_before(watermark));
             }
-            self.retained.pop_first();
-            self.series.remove_window(slot.0, slot.1);
         }
+        for (p, retained) in &mut self.retained {
+            let Some(watermark) = self.watermark.close(*p) else {
+                continue;
+            };
+            while let Some(&(end, slot)) = retained.first() {
+                if watermark <= end.saturating_add(lateness) {
+                    break;
+                }
+                retained.pop_first();
+                self.series.remove_window(slot.0, slot.1);
+            }
+        }
+        self.retained.retain(|_, retained| !retained.is_empty());
     }
 
     /// Adds a window to the state (open if `revision` is `None`, else retained).
@@ -398,6 +425,7 @@ impl Aggregator {
         let Some(series) = self.series.get_mut(sid) else {
             return;
         };
+        let partition = series.input_partition;
         let pos = pos_of(&bounds);
         let id = window_id(&series.id_prefix, &bounds);
         match series.windows.entry(pos) {
@@ -413,10 +441,16 @@ impl Aggregator {
         }
         match revision {
             None => {
-                self.pending.insert((bounds.end_ms, id, (sid, pos)));
+                self.pending
+                    .entry(partition)
+                    .or_default()
+                    .insert((bounds.end_ms, id, (sid, pos)));
             }
             Some(_) => {
-                self.retained.insert((bounds.end_ms, (sid, pos)));
+                self.retained
+                    .entry(partition)
+                    .or_default()
+                    .insert((bounds.end_ms, (sid, pos)));
             }
         }
     }
@@ -442,12 +476,12 @@ impl Aggregator {
             .saturating_sub(longest)
     }
 
-    /// Whether the call was not counted before; records it. A call that is late at the current
-    /// watermark is not recorded: it changes no window, wherever it goes.
+    /// Whether the call was not counted before; records it. A call that is late at its
+    /// partition's closing watermark is not recorded: it changes no window, wherever it goes.
     fn first_delivery(&mut self, partition: i32, id: &str, call: &LlmCall) -> bool {
         let late = self
             .watermark
-            .current()
+            .closing(partition)
             .is_some_and(|wm| call.event_time < self.late_before(wm));
         late || self.seen.insert(partition, id, call.event_time)
     }
@@ -518,7 +552,7 @@ impl Processor for Aggregator {
             return Vec::new();
         }
         let mut out = Vec::new();
-        self.emit_ready(Vec::new(), &mut out);
+        self.emit_ready(partition, Vec::new(), &mut out);
         self.expire();
         out
     }

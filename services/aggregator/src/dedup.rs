@@ -1,14 +1,14 @@
 //! The telemetry ids each input partition has delivered, kept while a copy could still be
 //! counted: what makes an at-least-once `telemetry` topic count every call once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-/// Ids seen, bucketed by event time, each with the input partition that delivered it.
+/// Ids seen per input partition, bucketed by event time.
 ///
 /// Ingest publishes a call again, with the same id and bytes, when it crashes after publishing
 /// and before committing; without this set the aggregator would count the call twice. A copy
@@ -21,10 +21,10 @@ use xxhash_rust::xxh3::xxh3_64;
 #[derive(Debug, Default)]
 pub(crate) struct SeenIds {
     bucket_ms: i64,
-    /// Bucket start → id hash → partition. Lookups ignore the partition (a copy is keyed like
-    /// the original, so it comes from the same partition, or from an unknown one, `-1`, after a
-    /// whole-core restore); checkpoints and revocations go by it.
-    buckets: BTreeMap<i64, HashMap<u64, i32>>,
+    /// Partition → bucket start → id hashes. A copy is keyed like the original, so it comes
+    /// from the same partition; a whole-core restore does not know the partitions and files
+    /// every id under `-1`, which every lookup consults too.
+    partitions: BTreeMap<i32, BTreeMap<i64, HashSet<u64>>>,
 }
 
 /// One bucket of a partition's seen ids in a checkpoint: its start and the ids' hashes,
@@ -41,7 +41,7 @@ impl SeenIds {
     pub(crate) fn new(bucket_ms: i64) -> Self {
         Self {
             bucket_ms: bucket_ms.max(1),
-            buckets: BTreeMap::new(),
+            partitions: BTreeMap::new(),
         }
     }
 
@@ -49,14 +49,25 @@ impl SeenIds {
     /// already recorded.
     pub(crate) fn insert(&mut self, partition: i32, id: &str, event_time_ms: i64) -> bool {
         let start = self.bucket_of(event_time_ms);
-        let ids = self.buckets.entry(start).or_default();
-        match ids.entry(xxh3_64(id.as_bytes())) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(partition);
-                true
-            }
-        }
+        let hash = xxh3_64(id.as_bytes());
+        let unplaced = self
+            .partitions
+            .get(&-1)
+            .and_then(|buckets| buckets.get(&start))
+            .is_some_and(|ids| ids.contains(&hash));
+        !unplaced
+            && self
+                .partitions
+                .entry(partition)
+                .or_default()
+                .entry(start)
+                .or_default()
+                .insert(hash)
+    }
+
+    /// The partitions with ids recorded.
+    pub(crate) fn partitions(&self) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
     }
 
     fn bucket_of(&self, event_time_ms: i64) -> i64 {
@@ -65,49 +76,61 @@ impl SeenIds {
             .saturating_mul(self.bucket_ms)
     }
 
-    /// Forgets the ids of calls before `horizon_ms`, a bucket at a time: a bucket goes once
-    /// all of it is before the horizon.
-    pub(crate) fn forget_before(&mut self, horizon_ms: i64) {
-        while self
-            .buckets
+    /// Forgets the ids of `partition`'s calls before `horizon_ms`, a bucket at a time: a
+    /// bucket goes once all of it is before the horizon.
+    pub(crate) fn forget_before(&mut self, partition: i32, horizon_ms: i64) {
+        let Some(buckets) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        while buckets
             .first_key_value()
             .is_some_and(|(start, _)| start.saturating_add(self.bucket_ms) <= horizon_ms)
         {
-            self.buckets.pop_first();
+            buckets.pop_first();
+        }
+        if buckets.is_empty() {
+            self.partitions.remove(&partition);
         }
     }
 
     /// Forgets everything `partition` delivered (it moved to another instance).
     pub(crate) fn drop_partition(&mut self, partition: i32) {
-        for ids in self.buckets.values_mut() {
-            ids.retain(|_, p| *p != partition);
-        }
-        self.buckets.retain(|_, ids| !ids.is_empty());
+        self.partitions.remove(&partition);
     }
 
     /// Ids recorded, over every partition: for state-size figures.
     pub(crate) fn len(&self) -> usize {
-        self.buckets.values().map(HashMap::len).sum()
+        self.partitions
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(HashSet::len)
+            .sum()
     }
 
     /// `partition`'s ids for a checkpoint (`None`: every partition's), in a fixed order so
     /// equal sets give equal bytes.
     pub(crate) fn snapshot(&self, partition: Option<i32>) -> Vec<SeenBucket> {
-        self.buckets
+        let mut merged: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
+        for (_, buckets) in self
+            .partitions
             .iter()
-            .filter_map(|(start_ms, ids)| {
-                let mut ids: Vec<u64> = ids
-                    .iter()
-                    .filter(|(_, p)| partition.is_none_or(|want| **p == want))
-                    .map(|(h, _)| *h)
-                    .collect();
+            .filter(|(p, _)| partition.is_none_or(|want| **p == want))
+        {
+            for (start, ids) in buckets {
+                merged.entry(*start).or_default().extend(ids);
+            }
+        }
+        merged
+            .into_iter()
+            .filter_map(|(start_ms, mut ids)| {
                 if ids.is_empty() {
                     return None;
                 }
                 ids.sort_unstable();
+                ids.dedup();
                 let bytes: Vec<u8> = ids.iter().flat_map(|h| h.to_le_bytes()).collect();
                 Some(SeenBucket {
-                    start_ms: *start_ms,
+                    start_ms,
                     ids: STANDARD_NO_PAD.encode(bytes),
                 })
             })
@@ -127,11 +150,16 @@ impl SeenIds {
                     bytes.len()
                 ));
             }
-            let ids = self.buckets.entry(bucket.start_ms).or_default();
+            let ids = self
+                .partitions
+                .entry(partition)
+                .or_default()
+                .entry(bucket.start_ms)
+                .or_default();
             for chunk in bytes.chunks_exact(8) {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(chunk);
-                ids.insert(u64::from_le_bytes(word), partition);
+                ids.insert(u64::from_le_bytes(word));
             }
         }
         Ok(())
@@ -147,18 +175,15 @@ mod tests {
         let mut seen = SeenIds::new(60_000);
         assert!(seen.insert(0, "a", 1_000));
         assert!(!seen.insert(0, "a", 1_000));
-        assert!(
-            !seen.insert(1, "a", 1_000),
-            "whichever partition delivers it"
-        );
+        assert!(seen.insert(1, "a", 1_000), "partitions are separate");
         assert!(seen.insert(0, "b", 1_000));
         assert!(
             seen.insert(0, "a", 61_000),
             "another call time: another bucket"
         );
-        assert_eq!(seen.len(), 3);
+        assert_eq!(seen.len(), 4);
         seen.drop_partition(0);
-        assert_eq!(seen.len(), 0);
+        assert_eq!(seen.len(), 1);
     }
 
     #[test]
@@ -166,12 +191,17 @@ mod tests {
         let mut seen = SeenIds::new(60_000);
         seen.insert(0, "old", 10_000);
         seen.insert(0, "recent", 70_000);
-        seen.forget_before(110_000);
+        seen.forget_before(0, 110_000);
         assert!(
             !seen.insert(0, "recent", 70_000),
             "kept: its bucket reaches the horizon"
         );
-        seen.forget_before(120_000);
+        seen.forget_before(1, 120_000);
+        assert!(
+            !seen.insert(0, "recent", 70_000),
+            "another partition's horizon"
+        );
+        seen.forget_before(0, 120_000);
         assert!(seen.insert(0, "old", 10_000), "forgotten");
         assert!(seen.insert(0, "recent", 70_000), "forgotten");
     }
@@ -193,9 +223,15 @@ mod tests {
             restored.insert(0, "id-0", 0),
             "other partitions not restored"
         );
+        assert_eq!(restored.snapshot(Some(1)), snap, "same bytes again");
         let all = seen.snapshot(None);
         assert_eq!(all.len(), 2, "two buckets");
-        assert_eq!(restored.snapshot(Some(1)), snap, "same bytes again");
+        let mut whole = SeenIds::new(60_000);
+        whole.restore(-1, &all).expect("restore");
+        assert!(
+            !whole.insert(2, "id-2", 2_000),
+            "a whole restore knows every partition's"
+        );
     }
 
     #[test]

@@ -112,14 +112,6 @@ impl SeriesTable {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Series> {
         self.slots.iter().flatten()
     }
-
-    /// Every series with windows and its id, in slab order.
-    pub(crate) fn iter_ids(&self) -> impl Iterator<Item = (SeriesId, &Series)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(id, s)| s.as_ref().map(|s| (id, s)))
-    }
 }
 
 /// An unambiguous key: each field's length (8 bytes, little endian) then its bytes, so that

@@ -18,16 +18,28 @@ use serde::{Deserialize, Serialize};
 /// - any other partition holds it unless its max event time is more than `idle_timeout_ms`
 ///   behind the max over all partitions (idleness in event time, which a replay reproduces).
 ///
+/// A partition's windows close at its *closing watermark* ([`WatermarkTracker::closing`]): its
+/// own watermark while it holds the operator watermark, the larger of the two when it does not
+/// (it is idle), and never below where it closed before. Its windows close by its own event
+/// time alone (Kafka Streams' per-task stream time): which other partitions an instance owns,
+/// how their reads interleave, and how far ahead they are when a partition moves in, does not
+/// change them; the operator watermark closes the windows of idle partitions, so a quiet series
+/// still gets its last windows.
+///
 /// The runtime's reports are not part of the checkpoint: the runtime repeats them after every
 /// (re)assignment. The operator watermark never goes back: a partition that appears (or wakes
 /// up) behind it does not reopen closed windows; its events are late and handled by the allowed
-/// lateness.
+/// lateness. A partition's checkpoint keeps its closing watermark, which its next owner never
+/// goes below, but not the operator watermark: a partition moving in does not close the new
+/// owner's windows early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatermarkTracker {
     out_of_orderness_ms: i64,
     idle_timeout_ms: i64,
     state: WatermarkState,
     reported: BTreeMap<i32, PartitionState>,
+    /// Max event time over all partitions (derived from `state`).
+    global_max: Option<i64>,
 }
 
 /// What a checkpoint must keep of a [`WatermarkTracker`].
@@ -35,8 +47,12 @@ pub struct WatermarkTracker {
 pub(crate) struct WatermarkState {
     /// Max event time seen per partition.
     partitions: BTreeMap<i32, i64>,
-    /// Operator watermark so far (monotonic).
+    /// Operator watermark so far (monotonic). Only whole-core checkpoints restore it.
     current: Option<i64>,
+    /// Per partition: the highest closing watermark its windows were closed at, here or by a
+    /// previous owner (from a partition checkpoint): windows below it stay closed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    floors: BTreeMap<i32, i64>,
 }
 
 impl WatermarkTracker {
@@ -47,6 +63,7 @@ impl WatermarkTracker {
             idle_timeout_ms,
             state: WatermarkState::default(),
             reported: BTreeMap::new(),
+            global_max: None,
         }
     }
 
@@ -55,11 +72,13 @@ impl WatermarkTracker {
         idle_timeout_ms: i64,
         state: WatermarkState,
     ) -> Self {
+        let global_max = state.partitions.values().copied().max();
         Self {
             out_of_orderness_ms,
             idle_timeout_ms,
             state,
             reported: BTreeMap::new(),
+            global_max,
         }
     }
 
@@ -95,6 +114,7 @@ impl WatermarkTracker {
         if state == PartitionState::Revoked {
             self.reported.remove(&partition);
             self.state.partitions.remove(&partition);
+            self.state.floors.remove(&partition);
         } else {
             self.reported.insert(partition, state);
         }
@@ -102,6 +122,7 @@ impl WatermarkTracker {
     }
 
     fn advance(&mut self) -> Option<i64> {
+        self.global_max = self.state.partitions.values().copied().max();
         let waiting_for_first_record = self
             .reported
             .iter()
@@ -109,7 +130,7 @@ impl WatermarkTracker {
         if waiting_for_first_record {
             return self.state.current;
         }
-        let Some(global_max) = self.state.partitions.values().copied().max() else {
+        let Some(global_max) = self.global_max else {
             return self.state.current;
         };
         let candidate = self
@@ -136,7 +157,7 @@ impl WatermarkTracker {
     }
 
     /// The part of the state a checkpoint of one input partition keeps: that partition's max
-    /// event time and the operator watermark.
+    /// event time and its closing watermark.
     pub(crate) fn partition_state(&self, partition: i32) -> WatermarkState {
         WatermarkState {
             partitions: self
@@ -146,23 +167,63 @@ impl WatermarkTracker {
                 .map(|m| (partition, *m))
                 .into_iter()
                 .collect(),
-            current: self.state.current,
+            current: None,
+            floors: self
+                .closing(partition)
+                .map(|c| (partition, c))
+                .into_iter()
+                .collect(),
         }
     }
 
-    /// Takes back a partition's checkpointed state. The operator watermark becomes the larger of
-    /// the two: windows the previous owner closed stay closed (an event for one is late, as it
-    /// would have been there), at the cost of closing this instance's own windows early if it
-    /// was far behind the previous owner.
+    /// Takes back a partition's checkpointed state: its max event time, and its closing
+    /// watermark as a floor, so windows the previous owner closed stay closed (an event for one
+    /// is late, as it would have been there). This instance's operator watermark is left alone.
+    /// (A checkpoint written before closing watermarks existed gives its operator watermark as
+    /// the floor.)
     pub(crate) fn restore_partition(&mut self, partition: i32, state: WatermarkState) {
         if let Some(max) = state.partitions.get(&partition) {
             let entry = self.state.partitions.entry(partition).or_insert(*max);
             *entry = (*entry).max(*max);
+            self.global_max = self.global_max.max(Some(*max));
         }
-        self.state.current = match (self.state.current, state.current) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
+        let floor = if state.floors.is_empty() {
+            state.current
+        } else {
+            state.floors.get(&partition).copied()
         };
+        if let Some(floor) = floor {
+            let entry = self.state.floors.entry(partition).or_insert(floor);
+            *entry = (*entry).max(floor);
+        }
+    }
+
+    /// Where `partition`'s windows close (`None` while nothing is known): its own watermark,
+    /// or the operator watermark if that is larger and the partition does not hold it (idle, or
+    /// not seen and not behind), but never below its floor.
+    pub fn closing(&self, partition: i32) -> Option<i64> {
+        let holds = match (self.state.partitions.get(&partition), self.global_max) {
+            (Some(&max), Some(global_max)) => self.holds(partition, max, global_max),
+            _ => self.reported.get(&partition) == Some(&PartitionState::Behind),
+        };
+        [
+            self.partition_watermark(partition),
+            self.state.current.filter(|_| !holds),
+            self.state.floors.get(&partition).copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
+    /// [`WatermarkTracker::closing`], remembered as the partition's floor: the core closes
+    /// windows with it, and they must stay closed when the partition holds the operator
+    /// watermark again or moves to another instance.
+    pub fn close(&mut self, partition: i32) -> Option<i64> {
+        let closing = self.closing(partition)?;
+        let floor = self.state.floors.entry(partition).or_insert(closing);
+        *floor = (*floor).max(closing);
+        Some(closing)
     }
 
     /// The operator watermark: every window ending at or before it is complete (up to lateness).
@@ -259,5 +320,90 @@ mod tests {
         assert_eq!(w.observe(1, 260_000), Some(195_000));
         // Revoked: forgotten.
         assert_eq!(w.report(0, PartitionState::Revoked), Some(255_000));
+    }
+
+    #[test]
+    fn a_partition_closes_by_its_own_time_or_the_operator_watermark() {
+        let mut w = WatermarkTracker::new(5_000, 300_000);
+        w.observe(0, 100_000);
+        w.observe(1, 200_000);
+        assert_eq!(w.current(), Some(95_000));
+        assert_eq!(w.close(0), Some(95_000));
+        assert_eq!(w.closing(1), Some(195_000), "ahead: its own time");
+        w.report(0, PartitionState::Idle);
+        assert_eq!(w.close(0), Some(195_000), "idle: the operator watermark");
+        assert_eq!(
+            w.closing(7),
+            Some(195_000),
+            "unseen: the operator watermark"
+        );
+        w.report(7, PartitionState::Behind);
+        assert_eq!(w.closing(7), None, "behind, nothing read: closes nothing");
+        // Partition 0 wakes up: it holds again, but what it closed stays closed.
+        w.observe(0, 150_000);
+        assert_eq!(w.closing(0), Some(195_000));
+        w.observe(0, 250_000);
+        assert_eq!(w.closing(0), Some(245_000));
+    }
+
+    #[test]
+    fn a_moved_partition_keeps_its_closing_but_not_the_operator_watermark() {
+        let mut old_owner = WatermarkTracker::new(5_000, 300_000);
+        old_owner.observe(0, 900_000);
+        old_owner.observe(1, 400_000);
+        old_owner.report(1, PartitionState::Idle);
+        assert_eq!(old_owner.close(1), Some(895_000));
+        let moved = old_owner.partition_state(1);
+
+        let mut new_owner = WatermarkTracker::new(5_000, 300_000);
+        new_owner.report(2, PartitionState::Behind);
+        new_owner.observe(2, 300_000);
+        new_owner.restore_partition(1, moved);
+        new_owner.report(1, PartitionState::Behind);
+        assert_eq!(
+            new_owner.closing(1),
+            Some(895_000),
+            "never below the old owner's"
+        );
+        assert_eq!(
+            new_owner.closing(2),
+            Some(295_000),
+            "its own partition is not pushed ahead"
+        );
+
+        // The other way round: a partition behind moving into an instance far ahead closes by
+        // its own time, not by the new owner's operator watermark.
+        let mut ahead = WatermarkTracker::new(5_000, 300_000);
+        ahead.observe(3, 2_000_000);
+        ahead.restore_partition(2, new_owner.partition_state(2));
+        ahead.report(2, PartitionState::Behind);
+        assert_eq!(ahead.current(), Some(1_995_000));
+        assert_eq!(ahead.closing(2), Some(295_000));
+        ahead.report(2, PartitionState::Revoked);
+        assert_eq!(
+            ahead.closing(2),
+            Some(1_995_000),
+            "forgotten: unseen, not behind"
+        );
+    }
+
+    #[test]
+    fn an_old_partition_checkpoint_floors_at_its_operator_watermark() {
+        let old: WatermarkState =
+            serde_json::from_str(r#"{"partitions":{"3":500000},"current":450000}"#)
+                .expect("old format");
+        let mut w = WatermarkTracker::new(5_000, 300_000);
+        w.restore_partition(3, old);
+        assert_eq!(w.closing(3), Some(495_000));
+        assert_eq!(w.current(), None);
+        let old: WatermarkState =
+            serde_json::from_str(r#"{"partitions":{"4":100000},"current":450000}"#)
+                .expect("old format");
+        w.restore_partition(4, old);
+        assert_eq!(
+            w.closing(4),
+            Some(450_000),
+            "the old operator watermark as floor"
+        );
     }
 }

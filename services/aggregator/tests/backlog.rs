@@ -187,9 +187,20 @@ fn a_partition_reported_idle_stops_holding_the_watermark() {
     for input in &logs[1][..60] {
         core.process(input);
     }
+    let mut before = Vec::new();
     for input in &logs[0][..150] {
-        core.process(input);
+        before.extend(core.process(input));
     }
+    let windows_of = |out: &[llmopt_runtime::Output], app: &str| {
+        out.iter()
+            .filter(|o| matches!(&o.event, AnyEvent::WindowAggregate(w) if w.app == app))
+            .count()
+    };
+    assert!(
+        windows_of(&before, "app-0") > 0,
+        "partition 0's windows close by its own time, whatever partition 1 does"
+    );
+    assert_eq!(windows_of(&before, "app-1"), 0);
     let held = core.watermark().expect("watermark");
     // Within the event-time idle timeout (5 min), partition 1 still holds the watermark back.
     assert!(held < logs[1][60].time_ms.expect("time"), "{held}");
@@ -197,9 +208,8 @@ fn a_partition_reported_idle_stops_holding_the_watermark() {
     let released = core.watermark().expect("watermark");
     assert!(released > held + 60_000, "{held} -> {released}");
     assert!(
-        out.iter()
-            .any(|o| matches!(&o.event, AnyEvent::WindowAggregate(w) if w.app == "app-0")),
-        "windows of partition 0 closed by the report"
+        windows_of(&out, "app-1") > 0,
+        "the quiet partition's last windows closed by the report"
     );
 }
 
@@ -237,4 +247,54 @@ fn per_partition_checkpoints_restored_into_a_new_core_continue_the_run() {
     }
     result.take(restored.flush());
     assert_same_windows(&expected, &result, "restored");
+}
+
+/// Issue 9, scale-out: a partition moving in from an instance far ahead (it read its partition's
+/// backlog to the end while this one is still reading its own) must not close this instance's
+/// windows early. Before windows closed per partition, the restored checkpoint's operator
+/// watermark (hours ahead) closed every window of the partition still behind, and the rest of
+/// its backlog went to the late topic.
+#[test]
+fn a_partition_moving_in_far_ahead_does_not_close_the_new_owners_windows() {
+    let logs = logs(3);
+    let expected = live(&logs);
+    let telemetry = LogicalTopic::Telemetry;
+
+    // The old owner reads all of partition 1 and checkpoints it.
+    let mut old_owner = Aggregator::new(AggregatorConfig::default()).expect("config");
+    let mut result = Result::default();
+    result.take(old_owner.on_partition(telemetry, 1, PartitionState::Behind));
+    for input in &logs[1] {
+        result.take(old_owner.process(input));
+    }
+    result.take(old_owner.on_partition(telemetry, 1, PartitionState::CaughtUp));
+    let checkpoint = old_owner.checkpoint(telemetry, 1).expect("checkpoint");
+
+    // The new owner is an hour into partition 0's backlog when partition 1 moves in.
+    let mut new_owner = Aggregator::new(AggregatorConfig::default()).expect("config");
+    result.take(new_owner.on_partition(telemetry, 0, PartitionState::Behind));
+    let (first_hour, rest) = logs[0].split_at(logs[0].len() / 3);
+    for input in first_hour {
+        result.take(new_owner.process(input));
+    }
+    new_owner
+        .restore(telemetry, 1, &checkpoint)
+        .expect("restore");
+    result.take(new_owner.on_partition(telemetry, 1, PartitionState::Behind));
+    result.take(new_owner.on_partition(telemetry, 1, PartitionState::CaughtUp));
+    for input in rest {
+        result.take(new_owner.process(input));
+    }
+    result.take(new_owner.on_partition(telemetry, 0, PartitionState::CaughtUp));
+    result.take(new_owner.flush());
+
+    let of_apps = |r: &Result| -> BTreeMap<String, WindowAggregate> {
+        r.windows
+            .iter()
+            .filter(|(_, w)| w.app == "app-0" || w.app == "app-1")
+            .map(|(id, w)| (id.clone(), w.clone()))
+            .collect()
+    };
+    assert_eq!(result.late, 0, "on-time calls of partition 0 sent late");
+    assert_eq!(of_apps(&result), of_apps(&expected));
 }
