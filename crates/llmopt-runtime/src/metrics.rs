@@ -28,6 +28,8 @@ pub struct ServiceMetrics {
     /// Times the consumer left its group and joined again because it owned partitions with
     /// records waiting and fetched nothing (see `RunnerConfig::stall_after`).
     pub rejoins: IntCounter,
+    /// Partitions a rebalance gave back behind what was processed (see the runner).
+    pub rewinds: IntCounter,
 }
 
 impl ServiceMetrics {
@@ -90,6 +92,12 @@ impl ServiceMetrics {
         ))
         .unwrap_or_else(|e| panic!("metric consumer_rejoins_total is malformed: {e}"));
         let _ = registry.register(Box::new(rejoins.clone()));
+        let rewinds = IntCounter::with_opts(labels(
+            "consumer_rewinds_total",
+            "Partitions handed back by a rebalance at their committed offset, behind what the service had processed (the records in between are acked, not processed again).",
+        ))
+        .unwrap_or_else(|e| panic!("metric consumer_rewinds_total is malformed: {e}"));
+        let _ = registry.register(Box::new(rewinds.clone()));
         Self {
             registry,
             events_in,
@@ -101,6 +109,7 @@ impl ServiceMetrics {
             ready,
             idle,
             rejoins,
+            rewinds,
         }
     }
 

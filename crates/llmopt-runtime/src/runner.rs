@@ -661,6 +661,9 @@ struct PartitionTrack {
     /// Whether a fetch came back empty after the last record (`None`: the transport's ends
     /// are exact).
     at_end: Option<bool>,
+    /// Whether the consumer is re-delivering records the core already processed (logged once
+    /// a rewind).
+    rewound: bool,
 }
 
 impl PartitionTrack {
@@ -675,6 +678,7 @@ impl PartitionTrack {
             processed_next: None,
             dirty: false,
             at_end: None,
+            rewound: false,
         }
     }
 
@@ -872,14 +876,25 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             self.check_partitions().await?;
         }
         let offset = message.offset;
-        let covered = self
-            .partitions
-            .get(&tp)
-            .and_then(|t| t.skip_below)
-            .is_some_and(|skip| offset < skip);
+        let metrics = &self.runner.metrics;
+        let covered = self.partitions.get_mut(&tp).is_some_and(|track| {
+            let in_checkpoint = track.skip_below.is_some_and(|skip| offset < skip);
+            let rewound = track.processed_next.is_some_and(|next| offset < next);
+            if rewound && !in_checkpoint && !track.rewound {
+                // A rebalance took the partition away and gave it back between two looks at
+                // the assignment: the consumer starts again at the committed offset, and the
+                // core has already processed what follows it.
+                tracing::info!(topic = %tp.topic, partition = tp.partition, offset,
+                    processed_next = ?track.processed_next,
+                    "partition rewound by a rebalance: records already processed are acked, not processed again");
+                metrics.rewinds.inc();
+            }
+            track.rewound = rewound && !in_checkpoint;
+            in_checkpoint || rewound
+        });
         if covered {
-            // Already in the restored checkpoint (its outputs were published before the
-            // checkpoint was taken): ack it without processing.
+            // Already in the restored checkpoint or in the core's state (their outputs were
+            // published before, or are in flight): ack it without processing.
             self.in_flight.push_back(InFlight {
                 message: Some(message),
                 admitted: None,
@@ -902,7 +917,9 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             track.processed_next = Some(offset + 1);
             track.dirty = true;
         }
-        self.delivered(tp, offset)?;
+        if self.delivered(tp, offset)? {
+            self.check_partitions().await?;
+        }
         let block = self.in_flight.len() > MAX_IN_FLIGHT;
         self.complete(block).await
     }
@@ -1018,22 +1035,35 @@ impl<P: Processor, E: Effects> Stage<P, E> {
     }
 
     /// Notes a record read from `tp` at `offset` (after the core handled it): a partition read
-    /// up to its known end is caught up, which the core hears at once.
-    fn delivered(&mut self, tp: TopicPartition, offset: i64) -> Result<(), RuntimeError> {
+    /// up to its known end is caught up, which the core hears at once. Returns whether the end
+    /// must be looked at again first: on a transport with exact ends (the embedded log, no
+    /// end-of-partition signal), the end known from the last look is stale once a record at or
+    /// past it arrives, and a partition judged caught up while records wait behind it would
+    /// stop holding the watermark (a partition with more keys than another then falls minutes
+    /// behind it in event time while both read a burst, and its windows close early).
+    fn delivered(&mut self, tp: TopicPartition, offset: i64) -> Result<bool, RuntimeError> {
         let Some(track) = self.partitions.get_mut(&tp) else {
-            return Ok(());
+            return Ok(false);
         };
+        let past_known_end = track.at_end.is_none() && track.end.is_some_and(|end| offset >= end);
         track.next = track.next.max(Some(offset + 1));
         track.last_delivery = Instant::now();
         if track.at_end.is_some() {
             track.at_end = Some(false);
         }
+        if past_known_end {
+            return Ok(true);
+        }
         let state = track.judge(self.clock.as_ref());
         if track.reported == Some(state) {
-            return Ok(());
+            return Ok(false);
+        }
+        if track.reported == Some(PartitionState::Behind) && track.at_end.is_none() {
+            return Ok(true);
         }
         track.reported = Some(state);
-        self.signal(&tp, state)
+        self.signal(&tp, state)?;
+        Ok(false)
     }
 
     /// Tells the core about a partition's state and publishes what it answers.
