@@ -336,7 +336,10 @@ impl Aggregator {
     /// partition's closing watermark passed.
     fn emit_ready(&mut self, partition: i32, revised: Vec<WindowSlot>, out: &mut Vec<Output>) {
         let mut ready: Vec<(i64, String, WindowSlot, i64)> = Vec::new();
-        if let Some(watermark) = self.watermark.close(partition) {
+        // Only a call revises windows (a report, a revocation above all, must not leave a
+        // floor behind for a partition this instance no longer holds).
+        let revising = !revised.is_empty();
+        if let Some(watermark) = revising.then(|| self.watermark.close(partition)).flatten() {
             for slot in revised {
                 if let Some(w) = self.window_mut(slot) {
                     w.revision = Some(w.revision.map_or(0, |r| r.saturating_add(1)));

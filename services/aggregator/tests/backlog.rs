@@ -298,3 +298,47 @@ fn a_partition_moving_in_far_ahead_does_not_close_the_new_owners_windows() {
     assert_eq!(result.late, 0, "on-time calls of partition 0 sent late");
     assert_eq!(of_apps(&result), of_apps(&expected));
 }
+
+/// A partition revoked and later assigned back (a rebalance) closes by its checkpoint, not by
+/// the watermark of the partitions that stayed: the revocation leaves nothing of it behind.
+#[test]
+fn a_partition_revoked_and_assigned_back_resumes_from_its_checkpoint() {
+    let logs = logs(2);
+    let expected = live(&logs);
+    let telemetry = LogicalTopic::Telemetry;
+    let mut core = Aggregator::new(AggregatorConfig::default()).expect("config");
+    let mut result = Result::default();
+    for p in [0, 1] {
+        result.take(core.on_partition(telemetry, p, PartitionState::Behind));
+    }
+    let (head, tail) = logs[1].split_at(logs[1].len() / 3);
+    for input in head {
+        result.take(core.process(input));
+    }
+    for input in &logs[0] {
+        result.take(core.process(input));
+    }
+    let checkpoint = core.checkpoint(telemetry, 1).expect("checkpoint");
+    result.take(core.on_partition(telemetry, 1, PartitionState::Revoked));
+    core.restore(telemetry, 1, &checkpoint).expect("restore");
+    result.take(core.on_partition(telemetry, 1, PartitionState::Behind));
+    for input in tail {
+        result.take(core.process(input));
+    }
+    result.take(core.on_partition(telemetry, 1, PartitionState::CaughtUp));
+    result.take(core.on_partition(telemetry, 0, PartitionState::CaughtUp));
+    result.take(core.flush());
+
+    assert_eq!(
+        result.late, 0,
+        "calls of the partition assigned back sent late"
+    );
+    let of_app = |r: &Result| -> BTreeMap<String, WindowAggregate> {
+        r.windows
+            .iter()
+            .filter(|(_, w)| w.app == "app-1")
+            .map(|(id, w)| (id.clone(), w.clone()))
+            .collect()
+    };
+    assert_eq!(of_app(&result), of_app(&expected));
+}
