@@ -7,20 +7,20 @@
 //! long checkpoint interval keeps the committed offsets at the start, so the rewind covers every
 //! record the runner processed.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llmopt_events::samples;
-use llmopt_events::wire::{self, DataFormat, EventMeta};
 use llmopt_runtime::health::Health;
 use llmopt_runtime::metrics::ServiceMetrics;
 use llmopt_runtime::runner::{Runner, RunnerConfig};
 use llmopt_runtime::{shutdown, Input, NoEffects, Output, PartitionState, Processor};
 use llmopt_state::memory::MemoryStore;
 use llmopt_transport::embedded::EmbeddedTransport;
-use llmopt_transport::{LogicalTopic, OutboundMessage, TopicNames, Transport, TransportConfig};
+use llmopt_transport::{LogicalTopic, TopicNames, Transport, TransportConfig};
 
 /// Counts how often an input lands in a partition's state that already holds it.
 struct Counting {
@@ -106,30 +106,7 @@ async fn records_redelivered_to_the_same_member_after_a_rebalance_are_not_proces
         .ensure_topics(&names.all_specs())
         .await
         .expect("topics");
-    let window = samples::window_aggregate();
-    let publish = |from: usize, to: usize| {
-        let transport = transport.clone();
-        let names = names.clone();
-        let window = window.clone();
-        async move {
-            for i in from..to {
-                let meta = EventMeta {
-                    id: format!("w{i}"),
-                    source: "llmopt/aggregator".into(),
-                    time_ms: Some(window.window_end),
-                    partition_key: Some(format!("app/route-{i}")),
-                    traceparent: None,
-                    subject: None,
-                };
-                let m = wire::to_kafka(&window, &meta, DataFormat::Avro).expect("encode");
-                transport
-                    .publish(&names.name(LogicalTopic::Windows), OutboundMessage::from(m))
-                    .await
-                    .expect("publish");
-            }
-        }
-    };
-    publish(0, WINDOWS).await;
+    common::publish_windows(transport.as_ref(), &names, 0..WINDOWS).await;
 
     let processed = Arc::new(AtomicUsize::new(0));
     let twice = Arc::new(AtomicUsize::new(0));
@@ -172,7 +149,7 @@ async fn records_redelivered_to_the_same_member_after_a_rebalance_are_not_proces
         let mut visitor = transport.subscribe(&group, &topics).await.expect("join");
         let _ = visitor.poll(Duration::from_millis(50)).await.expect("poll");
         visitor.close().await.expect("leave");
-        publish(published, published + 3).await;
+        common::publish_windows(transport.as_ref(), &names, published..published + 3).await;
         published += 3;
         let at_least = published;
         wait_for("the later records", || {

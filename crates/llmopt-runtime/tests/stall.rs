@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use async_trait::async_trait;
-use llmopt_events::wire::{self, DataFormat, EventMeta};
 use llmopt_events::{samples, AnyEvent};
 use llmopt_runtime::health::Health;
 use llmopt_runtime::metrics::ServiceMetrics;
@@ -186,22 +187,7 @@ async fn run(
         .ensure_topics(&names.all_specs())
         .await
         .expect("topics");
-    let window = samples::window_aggregate();
-    for i in 0..WINDOWS {
-        let meta = EventMeta {
-            id: format!("w{i}"),
-            source: "llmopt/aggregator".into(),
-            time_ms: Some(window.window_end),
-            partition_key: Some(format!("app/route-{i}")),
-            traceparent: None,
-            subject: None,
-        };
-        let m = wire::to_kafka(&window, &meta, DataFormat::Avro).expect("encode");
-        transport
-            .publish(&names.name(LogicalTopic::Windows), OutboundMessage::from(m))
-            .await
-            .expect("publish");
-    }
+    common::publish_windows(transport.as_ref(), &names, 0..WINDOWS).await;
     let metrics = Arc::new(ServiceMetrics::new("echo"));
     let runner = Runner::new(
         Echo,

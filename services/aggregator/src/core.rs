@@ -326,15 +326,24 @@ impl Aggregator {
         }
         self.scratch_bounds = bounds;
 
+        let operator = self.watermark.current();
         self.watermark.observe(partition, t);
-        self.emit_ready(partition, revised, &mut out);
-        self.expire();
+        // Other partitions' closing watermarks move only with the operator watermark.
+        let scope = (self.watermark.current() == operator).then_some(partition);
+        self.emit_ready(scope, partition, revised, &mut out);
+        self.expire(scope);
         out
     }
 
     /// Emits the windows revised by the last event (of `partition`) and every open window its
-    /// partition's closing watermark passed.
-    fn emit_ready(&mut self, partition: i32, revised: Vec<WindowSlot>, out: &mut Vec<Output>) {
+    /// partition's closing watermark passed, of the partition in `scope` (`None`: of all).
+    fn emit_ready(
+        &mut self,
+        scope: Option<i32>,
+        partition: i32,
+        revised: Vec<WindowSlot>,
+        out: &mut Vec<Output>,
+    ) {
         let mut ready: Vec<(i64, String, WindowSlot, i64)> = Vec::new();
         // Only a call revises windows (a report, a revocation above all, must not leave a
         // floor behind for a partition this instance no longer holds).
@@ -347,7 +356,8 @@ impl Aggregator {
                 }
             }
         }
-        for (p, pending) in &mut self.pending {
+        let (lo, hi) = scope.map_or((i32::MIN, i32::MAX), |p| (p, p));
+        for (p, pending) in self.pending.range_mut(lo..=hi) {
             let Some(watermark) = self.watermark.close(*p) else {
                 continue;
             };
@@ -393,16 +403,20 @@ impl Aggregator {
     }
 
     /// Drops emitted windows their partition's closing watermark has left more than
-    /// `allowed_lateness_ms` behind, and the ids of calls that no window could take any more.
-    fn expire(&mut self) {
+    /// `allowed_lateness_ms` behind, and the ids of calls that no window could take any more, of
+    /// the partition in `scope` (`None`: of all).
+    fn expire(&mut self, scope: Option<i32>) {
         let lateness = self.config.allowed_lateness_ms;
-        for partition in self.seen.partitions() {
-            if let Some(watermark) = self.watermark.closing(partition) {
-                self.seen
-                    .forget_before(partition, self.late_before(watermark));
+        match scope {
+            Some(partition) => self.forget_seen(partition),
+            None => {
+                for partition in self.seen.partitions() {
+                    self.forget_seen(partition);
+                }
             }
         }
-        for (p, retained) in &mut self.retained {
+        let (lo, hi) = scope.map_or((i32::MIN, i32::MAX), |p| (p, p));
+        for (p, retained) in self.retained.range_mut(lo..=hi) {
             let Some(watermark) = self.watermark.close(*p) else {
                 continue;
             };
@@ -415,6 +429,14 @@ impl Aggregator {
             }
         }
         self.retained.retain(|_, retained| !retained.is_empty());
+    }
+
+    /// Forgets the ids of `partition`'s calls that no window could take any more.
+    fn forget_seen(&mut self, partition: i32) {
+        if let Some(watermark) = self.watermark.closing(partition) {
+            let horizon = self.late_before(watermark);
+            self.seen.forget_before(partition, horizon);
+        }
     }
 
     /// Adds a window to the state (open if `revision` is `None`, else retained).
@@ -555,8 +577,8 @@ impl Processor for Aggregator {
             return Vec::new();
         }
         let mut out = Vec::new();
-        self.emit_ready(partition, Vec::new(), &mut out);
-        self.expire();
+        self.emit_ready(None, partition, Vec::new(), &mut out);
+        self.expire(None);
         out
     }
 }
