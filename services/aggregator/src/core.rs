@@ -328,48 +328,75 @@ impl Aggregator {
 
         let operator = self.watermark.current();
         self.watermark.observe(partition, t);
+        let Some(closing) = self.watermark.close(partition) else {
+            return out;
+        };
         // Other partitions' closing watermarks move only with the operator watermark.
-        let scope = (self.watermark.current() == operator).then_some(partition);
-        self.emit_ready(scope, partition, revised, &mut out);
+        let scope = if self.watermark.current() == operator {
+            Scope::One(partition, closing)
+        } else {
+            Scope::All
+        };
+        self.emit_ready(Some((revised, closing)), scope, &mut out);
         self.expire(scope);
         out
     }
 
-    /// Emits the windows revised by the last event (of `partition`) and every open window its
-    /// partition's closing watermark passed, of the partition in `scope` (`None`: of all).
+    /// Emits the windows a call revised (with its partition's closing watermark) and every open
+    /// window whose partition's closing watermark passed its end, in the partitions of `scope`;
+    /// all in one order (window end, then id).
     fn emit_ready(
         &mut self,
-        scope: Option<i32>,
-        partition: i32,
-        revised: Vec<WindowSlot>,
+        revised: Option<(Vec<WindowSlot>, i64)>,
+        scope: Scope,
         out: &mut Vec<Output>,
     ) {
         let mut ready: Vec<(i64, String, WindowSlot, i64)> = Vec::new();
-        // Only a call revises windows (a report, a revocation above all, must not leave a
-        // floor behind for a partition this instance no longer holds).
-        let revising = !revised.is_empty();
-        if let Some(watermark) = revising.then(|| self.watermark.close(partition)).flatten() {
-            for slot in revised {
-                if let Some(w) = self.window_mut(slot) {
-                    w.revision = Some(w.revision.map_or(0, |r| r.saturating_add(1)));
-                    ready.push((w.bounds.end_ms, w.id.clone(), slot, watermark));
+        for (slot, watermark) in revised
+            .into_iter()
+            .flat_map(|(slots, watermark)| slots.into_iter().map(move |s| (s, watermark)))
+        {
+            if let Some(w) = self.window_mut(slot) {
+                w.revision = Some(w.revision.map_or(0, |r| r.saturating_add(1)));
+                ready.push((w.bounds.end_ms, w.id.clone(), slot, watermark));
+            }
+        }
+        match scope {
+            Scope::One(partition, watermark) => self.settle(partition, watermark, &mut ready),
+            Scope::All => {
+                let partitions: Vec<i32> = self.pending.keys().copied().collect();
+                for partition in partitions {
+                    if let Some(watermark) = self.watermark.close(partition) {
+                        self.settle(partition, watermark, &mut ready);
+                    }
                 }
             }
         }
-        let (lo, hi) = scope.map_or((i32::MIN, i32::MAX), |p| (p, p));
-        for (p, pending) in self.pending.range_mut(lo..=hi) {
-            let Some(watermark) = self.watermark.close(*p) else {
-                continue;
-            };
-            while pending.first().is_some_and(|(end, _, _)| *end <= watermark) {
-                if let Some((end, id, slot)) = pending.pop_first() {
-                    self.retained.entry(*p).or_default().insert((end, slot));
-                    ready.push((end, id, slot, watermark));
-                }
-            }
-        }
-        self.pending.retain(|_, pending| !pending.is_empty());
         out.extend(self.emit_sorted(ready));
+    }
+
+    /// Moves `partition`'s open windows that end at or before `watermark` to `ready`.
+    fn settle(
+        &mut self,
+        partition: i32,
+        watermark: i64,
+        ready: &mut Vec<(i64, String, WindowSlot, i64)>,
+    ) {
+        let Some(pending) = self.pending.get_mut(&partition) else {
+            return;
+        };
+        while pending.first().is_some_and(|(end, _, _)| *end <= watermark) {
+            if let Some((end, id, slot)) = pending.pop_first() {
+                self.retained
+                    .entry(partition)
+                    .or_default()
+                    .insert((end, slot));
+                ready.push((end, id, slot, watermark));
+            }
+        }
+        if pending.is_empty() {
+            self.pending.remove(&partition);
+        }
     }
 
     /// The outputs of `ready` windows (end, id, slot, watermark), in end then id order.
@@ -403,39 +430,51 @@ impl Aggregator {
     }
 
     /// Drops emitted windows their partition's closing watermark has left more than
-    /// `allowed_lateness_ms` behind, and the ids of calls that no window could take any more, of
-    /// the partition in `scope` (`None`: of all).
-    fn expire(&mut self, scope: Option<i32>) {
-        let lateness = self.config.allowed_lateness_ms;
+    /// `allowed_lateness_ms` behind, and the ids of calls that no window could take any more, in
+    /// the partitions of `scope`.
+    fn expire(&mut self, scope: Scope) {
         match scope {
-            Some(partition) => self.forget_seen(partition),
-            None => {
-                for partition in self.seen.partitions() {
-                    self.forget_seen(partition);
+            Scope::One(partition, watermark) => self.expire_partition(partition, watermark),
+            Scope::All => {
+                let partitions: BTreeSet<i32> = self
+                    .retained
+                    .keys()
+                    .copied()
+                    .chain(self.seen.partitions())
+                    .collect();
+                for partition in partitions {
+                    // Expiring windows raises the floor (an expired window must not be opened
+                    // again); a partition with only call ids left keeps none.
+                    let watermark = if self.retained.contains_key(&partition) {
+                        self.watermark.close(partition)
+                    } else {
+                        self.watermark.closing(partition)
+                    };
+                    if let Some(watermark) = watermark {
+                        self.expire_partition(partition, watermark);
+                    }
                 }
             }
         }
-        let (lo, hi) = scope.map_or((i32::MIN, i32::MAX), |p| (p, p));
-        for (p, retained) in self.retained.range_mut(lo..=hi) {
-            let Some(watermark) = self.watermark.close(*p) else {
-                continue;
-            };
-            while let Some(&(end, slot)) = retained.first() {
-                if watermark <= end.saturating_add(lateness) {
-                    break;
-                }
-                retained.pop_first();
-                self.series.remove_window(slot.0, slot.1);
-            }
-        }
-        self.retained.retain(|_, retained| !retained.is_empty());
     }
 
-    /// Forgets the ids of `partition`'s calls that no window could take any more.
-    fn forget_seen(&mut self, partition: i32) {
-        if let Some(watermark) = self.watermark.closing(partition) {
-            let horizon = self.late_before(watermark);
-            self.seen.forget_before(partition, horizon);
+    /// [`Aggregator::expire`] for one partition whose closing watermark is `watermark`.
+    fn expire_partition(&mut self, partition: i32, watermark: i64) {
+        let horizon = self.late_before(watermark);
+        self.seen.forget_before(partition, horizon);
+        let lateness = self.config.allowed_lateness_ms;
+        let Some(retained) = self.retained.get_mut(&partition) else {
+            return;
+        };
+        while let Some(&(end, slot)) = retained.first() {
+            if watermark <= end.saturating_add(lateness) {
+                break;
+            }
+            retained.pop_first();
+            self.series.remove_window(slot.0, slot.1);
+        }
+        if retained.is_empty() {
+            self.retained.remove(&partition);
         }
     }
 
@@ -512,6 +551,14 @@ impl Aggregator {
     }
 }
 
+/// The partitions whose windows an input may close: one (with its closing watermark) when the
+/// operator watermark did not move, all of them when it did.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    One(i32, i64),
+    All,
+}
+
 fn pos_of(bounds: &WindowBounds) -> WindowPos {
     (bounds.kind == WindowKind::Hopping, bounds.start_ms)
 }
@@ -576,9 +623,11 @@ impl Processor for Aggregator {
         if self.watermark.report(partition, state) == before {
             return Vec::new();
         }
+        // Nothing is closed at the reported partition itself unless it holds windows: a
+        // revoked partition must not leave a floor behind.
         let mut out = Vec::new();
-        self.emit_ready(None, partition, Vec::new(), &mut out);
-        self.expire(None);
+        self.emit_ready(None, Scope::All, &mut out);
+        self.expire(Scope::All);
         out
     }
 }

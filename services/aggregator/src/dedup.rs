@@ -2,6 +2,7 @@
 //! counted: what makes an at-least-once `telemetry` topic count every call once.
 
 use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine as _;
@@ -24,7 +25,31 @@ pub(crate) struct SeenIds {
     /// Partition → bucket start → id hashes. A copy is keyed like the original, so it comes
     /// from the same partition; a whole-core restore does not know the partitions and files
     /// every id under `-1`, which every lookup consults too.
-    partitions: BTreeMap<i32, BTreeMap<i64, HashSet<u64>>>,
+    partitions: BTreeMap<i32, BTreeMap<i64, IdSet>>,
+}
+
+/// A set of id hashes, hashed by themselves: they are xxh3 hashes already, and a second hash
+/// (std's SipHash) would be most of the cost of a lookup.
+type IdSet = HashSet<u64, BuildHasherDefault<PreHashed>>;
+
+/// The [`Hasher`] of [`IdSet`]: a `u64` key is its own hash.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 /// One bucket of a partition's seen ids in a checkpoint: its start and the ids' hashes,
@@ -103,7 +128,7 @@ impl SeenIds {
         self.partitions
             .values()
             .flat_map(BTreeMap::values)
-            .map(HashSet::len)
+            .map(IdSet::len)
             .sum()
     }
 
