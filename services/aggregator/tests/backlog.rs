@@ -65,6 +65,15 @@ struct Result {
 }
 
 impl Result {
+    /// The windows of `apps`.
+    fn of_apps(&self, apps: &[&str]) -> BTreeMap<String, WindowAggregate> {
+        self.windows
+            .iter()
+            .filter(|(_, w)| apps.contains(&w.app.as_str()))
+            .map(|(id, w)| (id.clone(), w.clone()))
+            .collect()
+    }
+
     fn take(&mut self, outputs: Vec<Output>) {
         for output in outputs {
             match output.event {
@@ -288,15 +297,9 @@ fn a_partition_moving_in_far_ahead_does_not_close_the_new_owners_windows() {
     result.take(new_owner.on_partition(telemetry, 0, PartitionState::CaughtUp));
     result.take(new_owner.flush());
 
-    let of_apps = |r: &Result| -> BTreeMap<String, WindowAggregate> {
-        r.windows
-            .iter()
-            .filter(|(_, w)| w.app == "app-0" || w.app == "app-1")
-            .map(|(id, w)| (id.clone(), w.clone()))
-            .collect()
-    };
     assert_eq!(result.late, 0, "on-time calls of partition 0 sent late");
-    assert_eq!(of_apps(&result), of_apps(&expected));
+    let apps = ["app-0", "app-1"];
+    assert_eq!(result.of_apps(&apps), expected.of_apps(&apps));
 }
 
 /// A partition revoked and later assigned back (a rebalance) closes by its checkpoint, not by
@@ -333,12 +336,5 @@ fn a_partition_revoked_and_assigned_back_resumes_from_its_checkpoint() {
         result.late, 0,
         "calls of the partition assigned back sent late"
     );
-    let of_app = |r: &Result| -> BTreeMap<String, WindowAggregate> {
-        r.windows
-            .iter()
-            .filter(|(_, w)| w.app == "app-1")
-            .map(|(id, w)| (id.clone(), w.clone()))
-            .collect()
-    };
-    assert_eq!(of_app(&result), of_app(&expected));
+    assert_eq!(result.of_apps(&["app-1"]), expected.of_apps(&["app-1"]));
 }
