@@ -47,6 +47,9 @@ enum Command {
     /// Quantize a model (RTN/GPTQ) into an artifact, evaluate artifacts, benchmark.
     #[command(subcommand)]
     Quantize(commands::quantize::QuantizeCommand),
+    /// Detection benchmarks (NAB result files for NAB's scorer).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
     /// Show the effective configuration (file + environment), secrets redacted.
     #[command(subcommand)]
     Config(commands::config_cmd::ConfigCommand),
@@ -77,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             Command::Topics(cmd) => commands::topics::run(&config, cmd).await,
             Command::Config(cmd) => commands::config_cmd::run(&config, cmd),
             Command::Quantize(cmd) => commands::quantize::run(&config, cmd),
+            Command::Bench(cmd) => commands::bench::run(&config, cmd),
         }
     })
 }

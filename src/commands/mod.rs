@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod actuator;
+pub mod bench;
 pub mod config_cmd;
 pub mod decisions;
 pub mod demo;

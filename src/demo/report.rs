@@ -42,6 +42,22 @@ fn matches(truth: &GroundTruth, app: &str, route: &str) -> bool {
         && truth.route.as_deref().is_none_or(|r| r == route)
 }
 
+/// Whether `alert` can be caused by the incident: it is on the incident's route, or the incident
+/// is about a model and the alert is about that model on any route. A failover moves a failing
+/// model's traffic onto routes it did not serve when the incident began, and its alerts there are
+/// the incident's, not false alarms.
+fn attributable(truth: &GroundTruth, alert: &Alert) -> bool {
+    let on_model = truth
+        .model
+        .as_deref()
+        .is_some_and(|m| m == label(alert, "model"))
+        && truth
+            .provider
+            .as_deref()
+            .is_none_or(|p| p == label(alert, "provider"));
+    on_model || matches(truth, label(alert, "app"), label(alert, "route"))
+}
+
 fn label<'a>(alert: &'a Alert, name: &str) -> &'a str {
     alert
         .labels
@@ -87,7 +103,7 @@ pub fn evaluate(record: &Record, truth: &[GroundTruth], start_ms: i64, end_ms: i
         .firing()
         .filter(|a| {
             !truth.iter().any(|t| {
-                matches(t, label(a, "app"), label(a, "route"))
+                attributable(t, a)
                     && a.starts_at + 60_000 >= t.start_ms
                     && t.end_ms
                         .is_none_or(|end| a.starts_at <= end + ATTRIBUTION_GRACE_MS)
@@ -182,4 +198,61 @@ pub fn render(outcome: &Outcome, start_ms: i64) -> String {
         outcome.before.0, outcome.after.0, outcome.before.1, outcome.after.1
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use llmopt_sim::GroundTruthKind;
+
+    use super::*;
+
+    fn truth(route: &str, model: Option<&str>) -> GroundTruth {
+        GroundTruth {
+            name: "burst".into(),
+            kind: GroundTruthKind::ProviderErrorBurst,
+            start_ms: 0,
+            end_ms: Some(600_000),
+            app: Some("checkout".into()),
+            route: Some(route.into()),
+            provider: model.map(|_| "openai".into()),
+            model: model.map(Into::into),
+            expected_strategy: None,
+        }
+    }
+
+    fn alert_on(route: &str, model: &str) -> Alert {
+        let mut alert = llmopt_events::samples::alert();
+        alert.labels.insert("route".into(), route.into());
+        alert.labels.insert("provider".into(), "openai".into());
+        alert.labels.insert("model".into(), model.into());
+        alert
+    }
+
+    #[test]
+    fn a_model_incident_follows_its_model_to_other_routes() {
+        let model_incident = truth("summarize", Some("gpt-4o-mini"));
+        // The failing model took over another route through a failover.
+        assert!(attributable(
+            &model_incident,
+            &alert_on("classify", "gpt-4o-mini")
+        ));
+        assert!(attributable(
+            &model_incident,
+            &alert_on("summarize", "gpt-4o")
+        ));
+        assert!(!attributable(
+            &model_incident,
+            &alert_on("classify", "gpt-4o")
+        ));
+        // A route incident stays on its route.
+        let route_incident = truth("summarize", None);
+        assert!(attributable(
+            &route_incident,
+            &alert_on("summarize", "gpt-4o")
+        ));
+        assert!(!attributable(
+            &route_incident,
+            &alert_on("classify", "gpt-4o-mini")
+        ));
+    }
 }

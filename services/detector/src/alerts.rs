@@ -79,6 +79,14 @@ pub fn alert_id(dedup_key: &str, status: AlertStatus, starts_at: i64) -> String 
 }
 
 impl AlertBook {
+    /// Whether `alertname` is firing for `series`.
+    pub fn is_firing(&self, series: &SeriesKey, alertname: &str) -> bool {
+        self.by_series
+            .get(series)
+            .and_then(|records| records.get(alertname))
+            .is_some_and(|record| record.firing.is_some())
+    }
+
     /// Applies `condition` of `alertname` on `series`, evaluated at event time `now`, and returns
     /// the state change to publish: FIRING when an alert that is not firing becomes active and no
     /// cooldown applies (a firing alert is not re-published), RESOLVED when a firing alert's

@@ -12,6 +12,7 @@ use llmopt_events::Severity;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
+use crate::change::ChangeConfig;
 use crate::metrics::{Metric, SeriesKey};
 
 /// Everything the detector core is configured with.
@@ -20,6 +21,9 @@ use crate::metrics::{Metric, SeriesKey};
 pub struct DetectorConfig {
     /// Parameters of the built-in robust EWMA/MAD baseline detector.
     pub baseline: RobustEwmaConfig,
+    /// Parameters of the change detector (level shifts and drifts), which runs beside the
+    /// baseline detector on the same metrics.
+    pub change: ChangeConfig,
     /// Metrics the baseline detector watches (SLO rules may use any metric regardless).
     pub metrics: Vec<Metric>,
     /// Windows with fewer calls than this are not evaluated at all (neither baselines nor rules):
@@ -42,6 +46,7 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
             baseline: RobustEwmaConfig::default(),
+            change: ChangeConfig::default(),
             metrics: Metric::ALL.to_vec(),
             min_count: 10,
             rules: vec![
@@ -355,6 +360,53 @@ impl DetectorConfig {
         for (metric, floor) in &b.absolute_floor {
             check(
                 &format!("baseline.absolute_floor.{metric}"),
+                *floor,
+                floor.is_finite() && *floor > 0.0,
+                "finite and > 0",
+            )?;
+        }
+        let c = &self.change;
+        check_name("change.name", &c.name)?;
+        for (field, value) in [
+            ("change.alpha", c.alpha),
+            ("change.variance_alpha", c.variance_alpha),
+            ("change.drift_lambda", c.drift_lambda),
+        ] {
+            check(field, value, value > 0.0 && value <= 1.0, "0 < value <= 1")?;
+        }
+        for (field, value) in [
+            ("change.clip", c.clip),
+            ("change.cusum_h", c.cusum_h),
+            ("change.drift_limit", c.drift_limit),
+        ] {
+            check(
+                field,
+                value,
+                value.is_finite() && value > 0.0,
+                "finite and > 0",
+            )?;
+        }
+        check(
+            "change.cusum_k",
+            c.cusum_k,
+            c.cusum_k.is_finite() && c.cusum_k >= 0.0,
+            "finite and >= 0",
+        )?;
+        check(
+            "change.warmup_windows",
+            f64::from(c.warmup_windows),
+            c.warmup_windows >= 2,
+            ">= 2",
+        )?;
+        check(
+            "change.adopt_after_windows",
+            f64::from(c.adopt_after_windows),
+            c.adopt_after_windows >= 1,
+            ">= 1",
+        )?;
+        for (metric, floor) in &c.floor {
+            check(
+                &format!("change.floor.{metric}"),
                 *floor,
                 floor.is_finite() && *floor > 0.0,
                 "finite and > 0",

@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use crate::alerts::{ActiveAlert, AlertBook, Condition};
 use crate::baseline::{BaselineDetector, Observation, RobustEwma, Score};
+use crate::change::{ChangeDetector, ChangeKind, ChangeState};
 use crate::config::{ConfigError, DetectorConfig, SloRule};
 use crate::metrics::{Metric, SeriesKey};
 use crate::rules::{self, RuleVerdict, Streak};
@@ -99,6 +100,36 @@ struct SeriesState<S> {
     anomaly_streaks: BTreeMap<Metric, Streak>,
     /// Consecutive breaching windows per rule name.
     rule_streaks: BTreeMap<String, Streak>,
+    /// Change-detector state per watched metric.
+    #[serde(default)]
+    changes: BTreeMap<Metric, ChangeState>,
+    /// Consecutive alert-worthy shift or drift windows per metric and kind.
+    #[serde(default, with = "crate::seq_map")]
+    change_streaks: BTreeMap<(Metric, ChangeKind), Streak>,
+}
+
+/// Alert names of one watched metric, built once rather than per window.
+#[derive(Debug)]
+struct AlertNames {
+    spike: String,
+    shift: String,
+    drift: String,
+}
+
+/// One detector's verdict on one metric of a window, on its way to anomalies and alerts.
+struct Finding<'a> {
+    alertname: &'a str,
+    detector: &'a str,
+    metric: Metric,
+    score: Score,
+    streak: Streak,
+    /// The change kind, `None` for the spike detector.
+    kind: Option<ChangeKind>,
+}
+
+/// Alert name of a change kind on a metric: `CostPerCallLevelShift`, `QualityMeanDrift`.
+pub fn change_alertname(metric: Metric, kind: ChangeKind) -> String {
+    format!("{}{}", metric.camel(), kind.alert_suffix())
 }
 
 /// The whole mutable state, as snapshotted.
@@ -121,6 +152,11 @@ pub struct Detector<B: BaselineDetector = RobustEwma> {
     config: DetectorConfig,
     metrics: Vec<Metric>,
     baseline: B,
+    change: ChangeDetector,
+    /// Per watched metric, in `metrics` order.
+    names: Vec<AlertNames>,
+    /// `Anomaly.detector` of shifts and drifts.
+    change_names: [String; 2],
     state: State<B::State>,
 }
 
@@ -151,10 +187,26 @@ impl<B: BaselineDetector> Detector<B> {
             newest_window_end: None,
             stats: DetectorStats::default(),
         };
+        let change = ChangeDetector::new(config.change.clone());
+        let names = metrics
+            .iter()
+            .map(|m| AlertNames {
+                spike: config.anomaly_alerts.alertname(*m),
+                shift: change_alertname(*m, ChangeKind::Shift),
+                drift: change_alertname(*m, ChangeKind::Drift),
+            })
+            .collect();
+        let change_names = [
+            config.change.detector_name(ChangeKind::Shift),
+            config.change.detector_name(ChangeKind::Drift),
+        ];
         Ok(Self {
             config,
             metrics,
             baseline,
+            change,
+            names,
+            change_names,
             state,
         })
     }
@@ -230,6 +282,8 @@ impl<B: BaselineDetector> Detector<B> {
                 baselines: BTreeMap::new(),
                 anomaly_streaks: BTreeMap::new(),
                 rule_streaks: BTreeMap::new(),
+                changes: BTreeMap::new(),
+                change_streaks: BTreeMap::new(),
             });
         if window.window_end <= series.last_window_end {
             self.state.stats.stale_ignored += 1;
@@ -242,36 +296,77 @@ impl<B: BaselineDetector> Detector<B> {
         }
         self.state.stats.windows_evaluated += 1;
 
-        // 1. Baselines and anomalies.
-        let mut scored: Vec<(Metric, Score, Streak)> = Vec::new();
-        for &metric in &self.metrics {
+        // 1. Baselines, change charts and anomalies.
+        let policy = &self.config.anomaly_alerts;
+        let mut findings: Vec<Finding> = Vec::new();
+        for (&metric, names) in self.metrics.iter().zip(&self.names) {
             let Some(value) = metric.extract(window) else {
                 continue;
             };
             let state = series.baselines.entry(metric).or_default();
-            let Observation::Scored(score) = self.baseline.observe(metric, state, value) else {
-                continue;
-            };
+            if let Observation::Scored(score) = self.baseline.observe(metric, state, value) {
+                findings.push(Finding {
+                    alertname: &names.spike,
+                    detector: self.baseline.name(),
+                    metric,
+                    score,
+                    streak: Streak::default(),
+                    kind: None,
+                });
+            }
+            if self.change.config().enabled {
+                let state = series.changes.entry(metric).or_default();
+                let calls = metric.calls(window) as f64;
+                for verdict in self.change.observe(metric, state, value, calls) {
+                    let (alertname, detector) = match verdict.kind {
+                        ChangeKind::Shift => (&names.shift, &self.change_names[0]),
+                        ChangeKind::Drift => (&names.drift, &self.change_names[1]),
+                    };
+                    findings.push(Finding {
+                        alertname,
+                        detector,
+                        metric,
+                        score: Score {
+                            value: verdict.value,
+                            baseline: verdict.baseline,
+                            scale: 1.0,
+                            score: verdict.score,
+                            anomalous: verdict.anomalous,
+                        },
+                        streak: Streak::default(),
+                        kind: Some(verdict.kind),
+                    });
+                }
+            }
+        }
+        for finding in &mut findings {
+            let score = &finding.score;
             if score.anomalous {
                 out.push(anomaly_output(
-                    self.baseline.name(),
+                    finding.detector,
                     &key,
-                    metric,
+                    finding.metric,
                     window,
-                    &score,
+                    score,
                 ));
                 self.state.stats.anomalies += 1;
             }
-            let policy = &self.config.anomaly_alerts;
             let alert_worthy = score.anomalous
-                && (!policy.adverse_only || score.direction() == metric.adverse_direction());
-            let streak = series.anomaly_streaks.entry(metric).or_default();
+                && (!policy.adverse_only
+                    || score.direction() == finding.metric.adverse_direction());
+            let streak = match finding.kind {
+                None => series.anomaly_streaks.entry(finding.metric).or_default(),
+                Some(kind) => series
+                    .change_streaks
+                    .entry((finding.metric, kind))
+                    .or_default(),
+            };
             if alert_worthy {
                 streak.hit(window.window_start);
             } else {
                 streak.reset();
             }
-            scored.push((metric, score, *streak));
+            finding.streak = *streak;
         }
 
         // 2. SLO rules.
@@ -289,6 +384,12 @@ impl<B: BaselineDetector> Detector<B> {
                 window.window_start,
                 streak,
             );
+            if matches!(verdict, RuleVerdict::Normal { .. })
+                && !self.state.alerts.is_firing(&key, &rule.name)
+            {
+                // Nothing to resolve: skip building the resolution note.
+                continue;
+            }
             let condition = rule_condition(rule, &key, verdict);
             alerts.extend(
                 self.state
@@ -297,39 +398,36 @@ impl<B: BaselineDetector> Detector<B> {
             );
         }
 
-        // 3. Anomaly alerts.
-        let policy = &self.config.anomaly_alerts;
+        // 3. Anomaly alerts: one per metric and kind, so concurrent incidents each raise their
+        // own.
         if policy.enabled {
-            for (metric, score, streak) in &scored {
-                let alertname = policy.alertname(*metric);
-                let condition = if streak.windows >= policy.persist_windows {
-                    Condition::Active(anomaly_alert(
-                        &alertname,
-                        policy.severity,
-                        self.baseline.name(),
-                        &key,
-                        *metric,
-                        score,
-                        streak,
-                    ))
-                } else if streak.windows == 0 {
+            for f in &findings {
+                let condition = if f.streak.windows >= policy.persist_windows {
+                    Condition::Active(anomaly_alert(f, policy.severity, &key))
+                } else if f.streak.windows == 0 {
+                    if !self.state.alerts.is_firing(&key, f.alertname) {
+                        // Nothing to resolve: skip building the resolution note.
+                        continue;
+                    }
                     Condition::Inactive {
-                        value: score.value,
+                        value: f.score.value,
                         note: format!(
                             "{} now {} (baseline {})",
-                            metric.label(),
-                            metric.format_value(score.value),
-                            metric.format_value(score.baseline)
+                            f.metric.label(),
+                            f.metric.format_value(f.score.value),
+                            f.metric.format_value(f.score.baseline)
                         ),
                     }
                 } else {
                     Condition::Unknown
                 };
-                alerts.extend(
-                    self.state
-                        .alerts
-                        .update(&key, &alertname, condition, now, cooldown),
-                );
+                alerts.extend(self.state.alerts.update(
+                    &key,
+                    f.alertname,
+                    condition,
+                    now,
+                    cooldown,
+                ));
             }
         }
 
@@ -339,7 +437,14 @@ impl<B: BaselineDetector> Detector<B> {
                 .rules
                 .iter()
                 .any(|r| r.name == name && r.matchers.matches(&key))
-                || (policy.enabled && self.metrics.iter().any(|m| policy.alertname(*m) == name))
+                || (policy.enabled
+                    && self.metrics.iter().any(|m| {
+                        policy.alertname(*m) == name
+                            || (self.change.config().enabled
+                                && ChangeKind::ALL
+                                    .iter()
+                                    .any(|k| change_alertname(*m, *k) == name))
+                    }))
         };
         alerts.extend(self.state.alerts.resolve_unknown(&key, known, now));
         self.state.alerts.prune(&key, now, cooldown);
@@ -428,33 +533,52 @@ fn rule_condition(rule: &SloRule, key: &SeriesKey, verdict: RuleVerdict) -> Cond
 
 /// An alert about an anomaly that persisted for `streak.windows` windows.
 fn anomaly_alert(
-    alertname: &str,
+    finding: &Finding,
     severity: llmopt_events::Severity,
-    detector: &str,
     key: &SeriesKey,
-    metric: Metric,
-    score: &Score,
-    streak: &Streak,
 ) -> ActiveAlert {
+    let Finding {
+        alertname,
+        detector,
+        metric,
+        score,
+        streak,
+        kind,
+    } = finding;
     let severity_text = severity_name(severity);
-    let mut labels = rules::alert_labels(alertname, key, metric, severity_text);
+    let mut labels = rules::alert_labels(alertname, key, *metric, severity_text);
     labels.insert("detector".to_string(), detector.to_string());
     let direction = match score.direction() {
         llmopt_events::Direction::Up => "above",
         llmopt_events::Direction::Down => "below",
     };
+    let (value, baseline) = (
+        metric.format_value(score.value),
+        metric.format_value(score.baseline),
+    );
+    let what = match kind {
+        None => format!(
+            "{value} anomalously {direction} baseline {baseline} (score {:.1})",
+            score.score
+        ),
+        Some(ChangeKind::Shift) => format!(
+            "{value} shifted {direction} reference {baseline} (CUSUM at {:.1}x its limit)",
+            score.score.abs()
+        ),
+        Some(ChangeKind::Drift) => format!(
+            "{value} drifting {direction} reference {baseline} (EWMA chart at {:.1}x its limit)",
+            score.score.abs()
+        ),
+    };
     ActiveAlert {
         severity,
         summary: format!(
-            "{}/{} {}/{} {} {} anomalously {direction} baseline {} (score {:.1}) for {} windows",
+            "{}/{} {}/{} {} {what} for {} windows",
             key.app,
             key.route,
             key.provider,
             key.model,
             metric.label(),
-            metric.format_value(score.value),
-            metric.format_value(score.baseline),
-            score.score,
             streak.windows
         ),
         labels,

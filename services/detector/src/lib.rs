@@ -7,26 +7,31 @@
 //! timestamps, so replaying the `windows` topic reproduces the same outputs with the same ids.
 //!
 //! Modules: [`config`] (what operators tune), [`metrics`] (what is measured), [`baseline`] (the
-//! pluggable baseline detectors), [`rules`] (SLO rules with `for`), [`alerts`] (alert
+//! pluggable baseline detectors), [`change`] (level shifts and drifts), [`rules`] (SLO rules with `for`), [`alerts`] (alert
 //! lifecycle, dedup and cooldown) and the core that ties them together.
 
 #![warn(missing_docs)]
 
 pub mod alerts;
 pub mod baseline;
+pub mod change;
 pub mod config;
 mod core;
+mod extreme;
 pub mod metrics;
+pub mod nab;
 pub mod rules;
 mod seq_map;
 
 pub use crate::alerts::AlertBook;
 pub use crate::baseline::{BaselineDetector, Observation, RobustEwma, RobustEwmaState, Score};
+pub use crate::change::{ChangeConfig, ChangeDetector, ChangeKind, ChangeState, Scale};
 pub use crate::config::{
     AnomalyAlertPolicy, Comparison, ConfigError, DetectorConfig, Matchers, RobustEwmaConfig,
     SloRule,
 };
-pub use crate::core::{Detector, DetectorStats, SnapshotError, SNAPSHOT_VERSION};
+pub use crate::core::{change_alertname, Detector, DetectorStats, SnapshotError, SNAPSHOT_VERSION};
+pub use crate::extreme::{RangeExceedance, RangeState};
 pub use crate::metrics::{Metric, SeriesKey};
 
 /// Name used for this service's Kafka client id, consumer group and CloudEvents `source`, so

@@ -105,6 +105,15 @@ impl Metric {
         value.is_finite().then_some(value)
     }
 
+    /// How many calls the metric's value in `window` stands on: scored calls for quality, all
+    /// calls otherwise. The change detector judges a window's noise by it.
+    pub fn calls(self, window: &WindowAggregate) -> i64 {
+        match self {
+            Metric::QualityMean => window.quality_count,
+            _ => window.count,
+        }
+    }
+
     /// Formats a value of this metric for people: `12.0%`, `1200 ms`, `$0.001200`, `0.820`.
     pub fn format_value(self, value: f64) -> String {
         match self {

@@ -127,6 +127,13 @@ fn anomaly_only_config() -> DetectorConfig {
     }
 }
 
+/// Only the spike detector's anomalies and alerts: no SLO rules, no change charts.
+fn spike_only_config() -> DetectorConfig {
+    let mut config = anomaly_only_config();
+    config.change.enabled = false;
+    config
+}
+
 fn error_rate_rule(for_windows: u32) -> SloRule {
     SloRule {
         name: "HighErrorRate".into(),
@@ -227,7 +234,7 @@ fn step_change_after_warm_up_is_an_anomaly_with_evidence() {
 
 #[test]
 fn persisting_anomaly_fires_a_warning_alert_and_resolves_on_recovery() {
-    let mut d = detector(anomaly_only_config());
+    let mut d = detector(spike_only_config());
     for i in 0..30 {
         d.on_window(&window(OPENAI, i, normal_vals(i)));
     }
@@ -736,4 +743,121 @@ fn anomaly_alerts_can_be_disabled() {
     }
     assert!(!anomalies(&out).is_empty());
     assert!(alerts(&out).is_empty());
+}
+
+/// Noisy windows of `count` calls around the defaults: what a real series looks like.
+fn noisy_vals(rng: &mut ChaCha8Rng, count: i64) -> Vals {
+    let n = count as f64;
+    let p = 0.01;
+    let errors = (n * p + (n * p * (1.0 - p)).sqrt() * gaussian(rng))
+        .round()
+        .max(0.0);
+    Vals {
+        count,
+        error_rate: errors / n,
+        latency: 1200.0 * (0.05 * gaussian(rng)).exp(),
+        ttft: 300.0 * (0.05 * gaussian(rng)).exp(),
+        cost_per_call: 0.002 * (0.6 / n.sqrt() * gaussian(rng)).exp(),
+        quality: 0.8 + 0.15 / n.sqrt() * gaussian(rng),
+    }
+}
+
+fn firing_names(out: &[Output]) -> Vec<String> {
+    alerts(out)
+        .into_iter()
+        .filter(|a| a.status == AlertStatus::Firing)
+        .map(|a| a.alertname.clone())
+        .collect()
+}
+
+#[test]
+fn a_cost_step_below_2x_raises_a_level_shift_alert() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut d = detector(anomaly_only_config());
+    let mut quiet = Vec::new();
+    for i in 0..240 {
+        quiet.extend(d.on_window(&window(OPENAI, i, noisy_vals(&mut rng, 200))));
+    }
+    assert!(
+        firing_names(&quiet).is_empty(),
+        "{:?}",
+        firing_names(&quiet)
+    );
+    let mut fired_at = None;
+    for i in 240..260 {
+        let mut v = noisy_vals(&mut rng, 200);
+        v.cost_per_call *= 1.3;
+        let out = d.on_window(&window(OPENAI, i, v));
+        if firing_names(&out)
+            .iter()
+            .any(|n| n == "CostPerCallLevelShift")
+        {
+            fired_at = Some(i - 240);
+            let alert = alerts(&out)
+                .into_iter()
+                .find(|a| a.alertname == "CostPerCallLevelShift")
+                .cloned();
+            let labels = alert.map(|a| a.labels).unwrap_or_default();
+            assert_eq!(
+                labels.get("detector").map(String::as_str),
+                Some("cusum-ewma-shift")
+            );
+            assert!(anomalies(&out)
+                .iter()
+                .any(|a| a.detector == "cusum-ewma-shift"));
+            break;
+        }
+    }
+    assert!(
+        fired_at.is_some_and(|w| w <= 4),
+        "fired after {fired_at:?} windows"
+    );
+}
+
+#[test]
+fn concurrent_incidents_on_one_series_each_raise_their_own_alert() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let mut d = detector(anomaly_only_config());
+    for i in 0..240 {
+        d.on_window(&window(OPENAI, i, noisy_vals(&mut rng, 200)));
+    }
+    let mut fired = std::collections::BTreeSet::new();
+    for i in 240..250 {
+        let mut v = noisy_vals(&mut rng, 200);
+        v.latency *= 2.5;
+        v.cost_per_call *= 1.5;
+        fired.extend(firing_names(&d.on_window(&window(OPENAI, i, v))));
+    }
+    let metrics_alerted: Vec<&str> = ["LatencyP95", "CostPerCall"]
+        .into_iter()
+        .filter(|m| fired.iter().any(|n| n.contains(m)))
+        .collect();
+    assert_eq!(metrics_alerted, ["LatencyP95", "CostPerCall"], "{fired:?}");
+}
+
+#[test]
+fn a_slow_quality_drift_alerts_without_any_quality_rule() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let mut d = detector(anomaly_only_config());
+    for i in 0..240 {
+        d.on_window(&window(OPENAI, i, noisy_vals(&mut rng, 100)));
+    }
+    // Falls by 0.05 an hour: 0.03 after 36 windows; alerted within the following hour at most.
+    let mut fired_at = None;
+    for m in 1..=96 {
+        let mut v = noisy_vals(&mut rng, 100);
+        v.quality -= 0.05 * m as f64 / 60.0;
+        let out = d.on_window(&window(OPENAI, 240 + m, v));
+        if firing_names(&out)
+            .iter()
+            .any(|n| n.starts_with("QualityMean"))
+        {
+            fired_at = Some(m);
+            break;
+        }
+    }
+    assert!(
+        fired_at.is_some_and(|m| m <= 60),
+        "fired after {fired_at:?} windows"
+    );
 }
