@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod detect_bench;
 pub mod loadgen;
 pub mod pipeline;
 pub mod read_topic;

@@ -47,7 +47,7 @@ enum Command {
     /// Quantize a model (RTN/GPTQ) into an artifact, evaluate artifacts, benchmark.
     #[command(subcommand)]
     Quantize(commands::quantize::QuantizeCommand),
-    /// Detection benchmarks (NAB result files for NAB's scorer).
+    /// Detection benchmarks: random incident scenarios, NAB result files for NAB's scorer.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
     /// Show the effective configuration (file + environment), secrets redacted.

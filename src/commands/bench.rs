@@ -1,4 +1,4 @@
-//! `llmopt bench ...`: detection benchmarks.
+//! `llmopt bench ...`: detection benchmarks (random incident scenarios, NAB).
 
 use std::path::PathBuf;
 
@@ -10,6 +10,24 @@ use llmopt::config::AppConfig;
 /// `llmopt bench ...`
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Draw random incident scenarios from a seed, run each through the in-process cores
+    /// (pricing, tumbling windows, detector) and print recall per incident kind and magnitude,
+    /// time to first alert, false alerts per simulated fleet-day, precision and the detector's
+    /// cost per series point.
+    Detect {
+        /// Scenarios to run.
+        #[arg(long, default_value_t = 200)]
+        scenarios: usize,
+        /// Seed of the scenario draws.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated hours per scenario (the first 90 minutes are quiet).
+        #[arg(long, default_value_t = 6.0)]
+        hours: f64,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the detector over Numenta Anomaly Benchmark CSVs (`DATA/<category>/<name>.csv`) and
     /// write NAB result files (`RESULTS/<detector>/<category>/<detector>_<name>.csv`) for NAB's
     /// scorer. The detector runs with the configuration's `detector` section, as the service
@@ -29,6 +47,35 @@ pub enum BenchCommand {
 
 pub fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Detect {
+            scenarios,
+            seed,
+            hours,
+            json,
+        } => {
+            anyhow::ensure!(scenarios > 0, "--scenarios must be at least 1");
+            anyhow::ensure!(
+                hours.is_finite() && hours > 0.0,
+                "--hours must be a positive number"
+            );
+            let options = llmopt::detect_bench::DetectBenchOptions {
+                scenarios,
+                seed,
+                hours,
+            };
+            let report = llmopt::detect_bench::run(config, &options, &mut |i| {
+                if !json {
+                    eprint!("\rscenario {}/{scenarios}", i + 1);
+                }
+            })?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                eprintln!();
+                print!("{}", llmopt::detect_bench::render(&report));
+            }
+            Ok(())
+        }
         BenchCommand::Nab {
             data,
             results,

@@ -96,6 +96,11 @@ pub struct ChangeConfig {
     pub cusum_k: f64,
     /// CUSUM decision interval `h`, in standard deviations.
     pub cusum_h: f64,
+    /// Rate ratio the error rate's CUSUM is tuned to find (a likelihood-ratio CUSUM on the
+    /// window's failures, for any volume).
+    pub binomial_ratio: f64,
+    /// Decision interval of the error rate's CUSUM, in log-likelihood units (nats).
+    pub binomial_h: f64,
     /// EWMA chart weight `lambda`, in (0, 1].
     pub drift_lambda: f64,
     /// EWMA chart control limit `L`, in standard deviations of the chart statistic.
@@ -121,6 +126,8 @@ impl Default for ChangeConfig {
             clip: 5.0,
             cusum_k: 0.75,
             cusum_h: 8.0,
+            binomial_ratio: 2.0,
+            binomial_h: 12.0,
             drift_lambda: 0.05,
             drift_limit: 4.0,
             drift_metrics: vec![Metric::CostPerCall, Metric::QualityMean],
@@ -229,6 +236,9 @@ pub struct ChangeDetector {
     config: ChangeConfig,
 }
 
+/// Share of `alpha` with which a suspicious (not alarmed) window moves the reference.
+const SUSPICIOUS_WEIGHT: f64 = 0.25;
+
 /// Multiplier turning the median of squared standard normal values into their mean.
 const CHI2_1_MEDIAN: f64 = 0.454_936;
 
@@ -290,24 +300,27 @@ impl ChangeDetector {
             return Vec::new();
         };
 
-        let sigma = window_sigma(scale, r, calls, floor);
         let residual = x - r.level;
-        let z = residual / sigma;
+        let z = standardised(scale, r, x, calls, floor);
         let zc = z.clamp(-c.clip, c.clip);
-        r.up = (r.up + zc - c.cusum_k).max(0.0);
-        r.down = (r.down - zc - c.cusum_k).max(0.0);
-        // Capped so that the chart falls back below its limit within a few windows of the
-        // incident's end instead of paying off an arbitrarily long debt.
-        let cap = 1.25 * c.cusum_h;
-        r.up = r.up.min(cap);
-        r.down = r.down.min(cap);
+        let (up, down, limit) = if scale == Scale::Binomial {
+            let (up, down) = bernoulli_log_likelihood_ratios(r.level, x, calls, floor, c);
+            (up, down, c.binomial_h)
+        } else {
+            (zc - c.cusum_k, -zc - c.cusum_k, c.cusum_h)
+        };
+        // Capped so that the chart falls back below its limit soon after the incident's end
+        // instead of paying off an arbitrarily long debt.
+        let cap = 1.25 * limit;
+        r.up = (r.up + up).clamp(0.0, cap);
+        r.down = (r.down + down).clamp(0.0, cap);
         r.ewma = (1.0 - c.drift_lambda) * r.ewma + c.drift_lambda * zc;
         r.recent += 0.3 * (x - r.recent);
 
         let shift_score = if r.up >= r.down {
-            r.up / c.cusum_h
+            r.up / limit
         } else {
-            -r.down / c.cusum_h
+            -r.down / limit
         };
         let ewma_sigma = (c.drift_lambda / (2.0 - c.drift_lambda)).sqrt();
         let drift_score = r.ewma / (c.drift_limit * ewma_sigma);
@@ -329,7 +342,10 @@ impl ChangeDetector {
             });
         }
 
+        let suspicious = verdicts.iter().any(|v| v.score.abs() > 0.5);
         if verdicts.iter().any(|v| v.anomalous) {
+            // Counted until the charts are quiet again, so an alarm that flickers around its
+            // limit is acknowledged as well as a steady one.
             r.alarmed = r.alarmed.saturating_add(1);
             if r.alarmed >= c.adopt_after_windows {
                 // Acknowledged: the recent level is the new normal.
@@ -339,24 +355,33 @@ impl ChangeDetector {
                 r.ewma = 0.0;
                 r.alarmed = 0;
             }
-        } else {
-            r.alarmed = 0;
-            // The reference learns only from windows that raise no suspicion: while a chart is
-            // past half its limit, a shift may be building and must not be absorbed.
-            let suspicious = verdicts.iter().any(|v| v.score.abs() > 0.5);
-            if scale == Scale::Binomial {
-                // A proportion is pooled over calls, every window that is not alarmed included:
-                // only windows with failures can look suspicious, so leaving those out would
-                // bias the reference rate towards zero and turn ordinary failures into shifts.
-                let decay = 1.0 - c.alpha;
-                let pooled = decay * r.pooled_calls + calls;
-                r.level = (decay * r.pooled_calls * r.level + calls * x) / pooled;
-                r.pooled_calls = pooled;
-            } else if !suspicious && z.abs() <= c.clip {
-                r.level += c.alpha * residual;
-                let per_call = (residual * residual * calls).min(c.clip * c.clip * r.call_variance);
-                r.call_variance += c.variance_alpha * (per_call - r.call_variance);
+        } else if scale == Scale::Binomial {
+            // A proportion is pooled over calls, every window that is not alarmed included:
+            // only windows with failures can look suspicious, so leaving those out would bias
+            // the reference rate towards zero and turn ordinary failures into shifts.
+            if !suspicious {
+                r.alarmed = 0;
             }
+            // Slower than the other scales (a rate needs many windows to be known), so that a
+            // burst building towards its alarm is not absorbed on the way.
+            let decay = 1.0 - c.alpha * SUSPICIOUS_WEIGHT;
+            let pooled = decay * r.pooled_calls + calls;
+            r.level = (decay * r.pooled_calls * r.level + calls * x) / pooled;
+            r.pooled_calls = pooled;
+        } else if z.abs() <= c.clip {
+            // The reference learns at full speed from windows that raise no suspicion; while a
+            // chart is past half its limit a shift may be building, so it learns at a quarter
+            // of the speed: slow enough not to absorb the shift, fast enough that a reference
+            // a little off (a warm-up on unlucky windows) cannot hold a chart up forever.
+            let weight = if suspicious {
+                c.alpha * SUSPICIOUS_WEIGHT
+            } else {
+                r.alarmed = 0;
+                c.alpha
+            };
+            r.level += weight * residual;
+            let per_call = (residual * residual * calls).min(c.clip * c.clip * r.call_variance);
+            r.call_variance += c.variance_alpha * (per_call - r.call_variance);
         }
         verdicts
     }
@@ -383,17 +408,55 @@ fn from_scale(scale: Scale, x: f64) -> f64 {
 }
 
 /// Standard deviation of one window's value around the reference.
-fn window_sigma(scale: Scale, r: &Reference, calls: f64, floor: f64) -> f64 {
-    let variance = match scale {
+/// CUSUM increments of a proportion: the log-likelihood ratios of the window's failures under a
+/// rate `binomial_ratio` times the reference (up) and 1/`binomial_ratio` of it (down) against the
+/// reference itself, each alternative at least `floor` away from it.
+///
+/// With a handful of failures per window a shift of a few standard deviations never shows in a
+/// single window, so a CUSUM on standardised residuals with a fixed allowance cannot see it; the
+/// likelihood ratio (Page's CUSUM for Bernoulli data) accumulates the evidence of any volume:
+/// 0.6 failures a window against 0.15 expected alarms within an hour, 6 against 2 in a few
+/// windows.
+fn bernoulli_log_likelihood_ratios(
+    reference: f64,
+    rate: f64,
+    calls: f64,
+    floor: f64,
+    c: &ChangeConfig,
+) -> (f64, f64) {
+    let p0 = reference.clamp(1e-4, 0.5);
+    let failures = rate * calls;
+    let llr =
+        |p1: f64| failures * (p1 / p0).ln() + (calls - failures) * ((1.0 - p1) / (1.0 - p0)).ln();
+    let up = (p0 * c.binomial_ratio).max(p0 + floor).min(0.99);
+    let down = (p0 / c.binomial_ratio).min(p0 - floor).max(p0 / 100.0);
+    (llr(up), llr(down))
+}
+
+/// The window's standardised residual against the reference: its difference from the reference
+/// over its standard deviation (the learned per-call variance over its calls, and the floor).
+///
+/// A proportion's failures are counts, often a handful per window, where a normal approximation
+/// makes 2 failures against 0.3 expected look like 3 standard deviations (Poisson: 1.8). Counts
+/// are therefore compared on Anscombe's square-root scale, `2 (sqrt(k + 3/8) - sqrt(np + 3/8))`,
+/// where they are close to unit normal, and shrunk by the floor like the other scales.
+fn standardised(scale: Scale, r: &Reference, x: f64, calls: f64, floor: f64) -> f64 {
+    match scale {
         Scale::Binomial => {
-            // Judged against the reference rate, kept away from 0 so that the first error after
-            // a clean stretch is not an infinite surprise.
+            // Judged against the reference rate, kept away from 0 so that the first failure
+            // after a clean stretch is not an infinite surprise.
             let p = r.level.clamp(1e-3, 1.0 - 1e-3);
-            p * (1.0 - p) / calls
+            let binomial = p * (1.0 - p) / calls;
+            let shrink = (binomial / (binomial + floor * floor)).sqrt();
+            let failures = x * calls;
+            let expected = p * calls;
+            2.0 * ((failures + 0.375).sqrt() - (expected + 0.375).sqrt()) * shrink
         }
-        Scale::Linear | Scale::Log => r.call_variance / calls,
-    };
-    (variance + floor * floor).sqrt()
+        Scale::Linear | Scale::Log => {
+            let sigma = (r.call_variance / calls + floor * floor).sqrt();
+            (x - r.level) / sigma
+        }
+    }
 }
 
 /// Reference from warm-up values: median level (pooled over calls for proportions), robust

@@ -377,6 +377,7 @@ impl DetectorConfig {
         for (field, value) in [
             ("change.clip", c.clip),
             ("change.cusum_h", c.cusum_h),
+            ("change.binomial_h", c.binomial_h),
             ("change.drift_limit", c.drift_limit),
         ] {
             check(
@@ -386,6 +387,12 @@ impl DetectorConfig {
                 "finite and > 0",
             )?;
         }
+        check(
+            "change.binomial_ratio",
+            c.binomial_ratio,
+            c.binomial_ratio.is_finite() && c.binomial_ratio > 1.0,
+            "finite and > 1",
+        )?;
         check(
             "change.cusum_k",
             c.cusum_k,

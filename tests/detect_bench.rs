@@ -1,0 +1,43 @@
+//! Floors for `llmopt bench detect`: a fixed draw of random incident scenarios through the
+//! in-process cores must keep finding steps and drifts, and keep false alerts rare. The full
+//! benchmark (200 scenarios, two seeds) and its figures are in docs/detection.md; this is a small
+//! deterministic sample of it, so a change that breaks detection fails here.
+
+use llmopt::config::AppConfig;
+use llmopt::detect_bench::{self, DetectBenchOptions};
+
+#[test]
+fn random_incidents_are_found_and_false_alerts_stay_rare() {
+    let options = DetectBenchOptions {
+        scenarios: 16,
+        seed: 7,
+        hours: 4.0,
+    };
+    let report = match detect_bench::run(&AppConfig::default(), &options, &mut |_| {}) {
+        Ok(report) => report,
+        Err(e) => panic!("bench detect failed: {e:#}"),
+    };
+    print!("{}", detect_bench::render(&report));
+    let steps: Vec<_> = report
+        .incidents
+        .iter()
+        .filter(|i| matches!(i.kind, "latency_step" | "cost_step") && i.magnitude >= 1.5)
+        .collect();
+    assert!(steps.len() >= 5, "too few steps drawn: {}", steps.len());
+    let found = steps.iter().filter(|i| i.first_alert_min.is_some()).count();
+    assert!(
+        found as f64 >= 0.9 * steps.len() as f64,
+        "steps >= 1.5x found: {found} of {}",
+        steps.len()
+    );
+    let mut times: Vec<f64> = steps.iter().filter_map(|i| i.first_alert_min).collect();
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    assert!(median <= 3.0, "median time to first alert {median} windows");
+    assert!(
+        report.false_alerts_per_fleet_day <= 1.0,
+        "{} false alerts per fleet-day",
+        report.false_alerts_per_fleet_day
+    );
+    assert!(report.precision >= 0.95, "precision {}", report.precision);
+}
