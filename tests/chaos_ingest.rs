@@ -51,39 +51,25 @@ fn events_in(service: &ServiceProcess) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// Every record of `topic`: id → the distinct values seen under it.
+/// Every record of `topic` (read to the end of every partition): id → the distinct values seen
+/// under it.
 async fn read_topic(transport: &dyn Transport, topic: &str) -> BTreeMap<String, BTreeSet<Vec<u8>>> {
-    let mut consumer = transport
-        .subscribe(&common::unique("reader"), &[topic.to_string()])
-        .await
-        .expect("subscribe");
     let mut out: BTreeMap<String, BTreeSet<Vec<u8>>> = BTreeMap::new();
-    let mut quiet = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while quiet < 10 && Instant::now() < deadline {
-        match consumer
-            .poll(Duration::from_millis(500))
-            .await
-            .expect("poll")
-        {
-            Some(m) => {
-                quiet = 0;
-                let id = m
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k == "ce_id")
-                    .and_then(|(_, v)| v.clone())
-                    .map(|v| String::from_utf8_lossy(&v).into_owned())
-                    .expect("ce_id");
-                out.entry(id)
-                    .or_default()
-                    .insert(m.value.unwrap_or_default());
-            }
-            None if consumer.assignment().expect("assignment").is_empty() => {}
-            None => quiet += 1,
-        }
+    for m in llmopt::read_topic::read_topic(transport, topic, "chaos-reader")
+        .await
+        .expect("read topic")
+    {
+        let id = m
+            .headers
+            .iter()
+            .find(|(k, _)| k == "ce_id")
+            .and_then(|(_, v)| v.clone())
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .expect("ce_id");
+        out.entry(id)
+            .or_default()
+            .insert(m.value.unwrap_or_default());
     }
-    consumer.close().await.expect("close");
     out
 }
 

@@ -2,7 +2,6 @@
 //! reading window and late topics back: shared by the backlog and aggregator chaos tests.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use llmopt_aggregator::{Aggregator, AggregatorConfig};
 use llmopt_events::wire::{self, DataFormat, EventMeta};
@@ -100,39 +99,24 @@ pub fn live_with(
     (window_contents(outputs.into_iter().map(|o| o.event)), late)
 }
 
-/// Every event on `topic`, read until the topic is quiet.
+/// Every event on `topic`, read to the end of every partition.
 pub async fn read_all(transport: &dyn Transport, topic: &str) -> Vec<AnyEvent> {
-    let mut consumer = transport
-        .subscribe(&super::unique("reader"), &[topic.to_string()])
-        .await
-        .expect("subscribe");
     let registry = llmopt_events::SchemaRegistry::current();
-    let mut events = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut quiet = 0;
-    while quiet < 10 && Instant::now() < deadline {
-        match consumer
-            .poll(Duration::from_millis(500))
-            .await
-            .expect("poll")
-        {
-            Some(m) => {
-                quiet = 0;
-                let record = llmopt_cloudevents::KafkaMessage {
-                    key: m.key,
-                    headers: m.headers,
-                    value: m.value,
-                };
-                let (ce, _) =
-                    llmopt_cloudevents::decode(&record, &Default::default()).expect("cloudevent");
-                events.push(AnyEvent::from_cloudevent(&ce, &registry).expect("event"));
-            }
-            None if consumer.assignment().expect("assignment").is_empty() => {}
-            None => quiet += 1,
-        }
-    }
-    consumer.close().await.expect("close");
-    events
+    llmopt::read_topic::read_topic(transport, topic, "test-reader")
+        .await
+        .expect("read topic")
+        .into_iter()
+        .map(|m| {
+            let record = llmopt_cloudevents::KafkaMessage {
+                key: m.key,
+                headers: m.headers,
+                value: m.value,
+            };
+            let (ce, _) =
+                llmopt_cloudevents::decode(&record, &Default::default()).expect("cloudevent");
+            AnyEvent::from_cloudevent(&ce, &registry).expect("event")
+        })
+        .collect()
 }
 
 /// The calls as records of the `telemetry` topic, keyed as ingest keys them.
