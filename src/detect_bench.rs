@@ -2,7 +2,8 @@
 //!
 //! Each scenario is drawn from the seed: zero to three incidents (error bursts, latency steps
 //! after a config change, cost steps, quality drifts) on random models and routes of the default
-//! fleet, with magnitudes from barely visible to severe (x1.2 to x5 for steps and bursts, 0.02 to
+//! fleet (with office-hours traffic: daily cycles, weekends, latency rising with load, unless
+//! asked for flat traffic), with magnitudes from barely visible to severe (x1.2 to x5 for steps and bursts, 0.02 to
 //! 0.3 per hour for drifts), durations from 3 minutes to hours and random start times, so they
 //! overlap at times and leave long quiet stretches. The first 90 minutes are quiet, so every
 //! series has a baseline.
@@ -22,7 +23,9 @@ use llmopt_aggregator::Aggregator;
 use llmopt_detector::Detector;
 use llmopt_events::{Alert, AlertStatus, AnyEvent, WindowKind};
 use llmopt_runtime::{Input, Processor};
-use llmopt_sim::{FleetSpec, GroundTruth, Incident, IncidentKind, Scenario, SimEvent};
+use llmopt_sim::{
+    FleetSpec, GroundTruth, Incident, IncidentKind, Scenario, SimEvent, TrafficShape,
+};
 use llmopt_transport::LogicalTopic;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,6 +51,8 @@ pub struct DetectBenchOptions {
     pub seed: u64,
     /// Simulated hours per scenario.
     pub hours: f64,
+    /// How traffic varies over the day and week.
+    pub traffic: TrafficShape,
 }
 
 /// One incident as drawn, and what the detector made of it.
@@ -276,7 +281,13 @@ struct ScenarioRun {
     start_ms: i64,
 }
 
-fn run_scenario(base: &AppConfig, scenario: Scenario, seed: u64) -> anyhow::Result<ScenarioRun> {
+fn run_scenario(
+    base: &AppConfig,
+    fleet: &FleetSpec,
+    scenario: Scenario,
+    seed: u64,
+    start_ms: i64,
+) -> anyhow::Result<ScenarioRun> {
     let options = DemoOptions {
         seed,
         scenario,
@@ -285,7 +296,8 @@ fn run_scenario(base: &AppConfig, scenario: Scenario, seed: u64) -> anyhow::Resu
         duration_s: None,
         max_rate: None,
     };
-    let (mut config, mut sim) = demo::prepare(base.clone(), &options)?;
+    let (mut config, mut sim) =
+        demo::prepare_fleet(base.clone(), &options, fleet.clone(), start_ms)?;
     // The detector reads tumbling windows only.
     config.aggregator.hopping = None;
     let metrics = config.detector.metrics.len() as u64;
@@ -365,7 +377,10 @@ pub fn run(
     options: &DetectBenchOptions,
     progress: &mut dyn FnMut(usize),
 ) -> anyhow::Result<DetectBenchReport> {
-    let fleet = FleetSpec::default();
+    let fleet = FleetSpec {
+        traffic: options.traffic,
+        ..FleetSpec::default()
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let duration_s = (options.hours * 3600.0)
         .round()
@@ -388,7 +403,9 @@ pub fn run(
             .seed
             .wrapping_mul(1_000_003)
             .wrapping_add(index as u64);
-        let run = run_scenario(base, scenario, seed)
+        // Any hour of any day of the week, so daily cycles and weekends are all seen.
+        let start_ms = demo::SIM_START_MS + rng.gen_range(0..7 * 24) * 3_600_000;
+        let run = run_scenario(base, &fleet, scenario, seed, start_ms)
             .with_context(|| format!("scenario {index} (seed {seed})"))?;
         points += run.points;
         detector_time += run.detector_time;

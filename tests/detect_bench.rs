@@ -12,6 +12,7 @@ fn random_incidents_are_found_and_false_alerts_stay_rare() {
         scenarios: 16,
         seed: 7,
         hours: 4.0,
+        traffic: llmopt_sim::TrafficShape::realistic(),
     };
     let report = match detect_bench::run(&AppConfig::default(), &options, &mut |_| {}) {
         Ok(report) => report,

@@ -24,6 +24,9 @@ pub enum BenchCommand {
         /// Simulated hours per scenario (the first 90 minutes are quiet).
         #[arg(long, default_value_t = 6.0)]
         hours: f64,
+        /// Flat traffic instead of office-hours daily cycles and weekends.
+        #[arg(long)]
+        flat_traffic: bool,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -51,6 +54,7 @@ pub fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()> {
             scenarios,
             seed,
             hours,
+            flat_traffic,
             json,
         } => {
             anyhow::ensure!(scenarios > 0, "--scenarios must be at least 1");
@@ -62,6 +66,11 @@ pub fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()> {
                 scenarios,
                 seed,
                 hours,
+                traffic: if flat_traffic {
+                    llmopt_sim::TrafficShape::default()
+                } else {
+                    llmopt_sim::TrafficShape::realistic()
+                },
             };
             let report = llmopt::detect_bench::run(config, &options, &mut |i| {
                 if !json {

@@ -76,12 +76,21 @@ pub fn load_scenario(path: Option<&std::path::Path>) -> anyhow::Result<Scenario>
 
 /// The simulator and the demo's configuration for `options`.
 pub fn prepare(base: AppConfig, options: &DemoOptions) -> anyhow::Result<(AppConfig, Simulator)> {
-    let fleet = FleetSpec::default();
+    prepare_fleet(base, options, FleetSpec::default(), SIM_START_MS)
+}
+
+/// [`prepare`] for another fleet than the default one, starting at `start_ms`.
+pub fn prepare_fleet(
+    base: AppConfig,
+    options: &DemoOptions,
+    fleet: FleetSpec,
+    start_ms: i64,
+) -> anyhow::Result<(AppConfig, Simulator)> {
     let mut scenario = options.scenario.clone();
     if let Some(d) = options.duration_s {
         scenario.duration_s = scenario.duration_s.min(d);
     }
-    let sim = Simulator::new(fleet.clone(), scenario, options.seed, SIM_START_MS)?;
+    let sim = Simulator::new(fleet.clone(), scenario, options.seed, start_ms)?;
     let mut config = policy::for_fleet(base, &fleet);
     config.ingest.prices = ingest_prices(&sim);
     Ok((config, sim))

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalogue::{Catalogue, LogNormal};
 use crate::error::{check_range, SimError};
 use crate::scenario::{GroundTruth, GroundTruthKind};
+use crate::traffic::TrafficShape;
 
 /// Token counts of a route's calls: what the route's prompts and answers look like, which is a
 /// property of the use case rather than of the model.
@@ -107,6 +108,9 @@ pub struct FleetSpec {
     /// only ever sees a sample).
     #[serde(default = "default_quality_share")]
     pub quality_share: f64,
+    /// How call volume and latency vary over the day and week; flat by default.
+    #[serde(default)]
+    pub traffic: TrafficShape,
 }
 
 fn target(provider: &str, model: &str, weight: f64) -> RouteTarget {
@@ -224,6 +228,7 @@ impl Default for FleetSpec {
             catalogue: Catalogue::builtin(),
             cost_reported_share: default_cost_reported_share(),
             quality_share: default_quality_share(),
+            traffic: TrafficShape::default(),
         }
     }
 }
@@ -270,6 +275,7 @@ impl FleetSpec {
         self.catalogue.validate()?;
         check_range("cost_reported_share", self.cost_reported_share, 0.0, 1.0)?;
         check_range("quality_share", self.quality_share, 0.0, 1.0)?;
+        self.traffic.validate()?;
         if self.apps.is_empty() {
             return Err(SimError::invalid("apps", "the fleet has no apps"));
         }

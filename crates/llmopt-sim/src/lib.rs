@@ -50,6 +50,7 @@ pub mod pricing;
 mod sample;
 pub mod scenario;
 pub mod simulator;
+pub mod traffic;
 
 pub use catalogue::{Catalogue, ErrorMix, LogNormal, ModelProfile};
 pub use error::SimError;
@@ -57,3 +58,4 @@ pub use fleet::{AppSpec, FleetSpec, RouteSpec, TokenProfile};
 pub use pricing::{ModelPrice, PriceTable};
 pub use scenario::{GroundTruth, GroundTruthKind, Incident, IncidentKind, Scenario};
 pub use simulator::{RouteSnapshot, SimEvent, Simulator};
+pub use traffic::TrafficShape;

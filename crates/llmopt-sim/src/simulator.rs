@@ -337,6 +337,29 @@ impl RouteState {
             if t >= until_ms {
                 break;
             }
+            let traffic = &ctx.fleet.traffic;
+            if !traffic.is_flat() {
+                // Thinning (Lewis-Shedler): arrivals come at the peak rate and each is kept with
+                // probability load(t) / peak, a Poisson process with the shaped rate.
+                let keep = traffic.load(t) / traffic.peak_load();
+                let candidate_gap =
+                    sample::exponential(&mut self.arrivals, self.rate_per_ms * traffic.peak_load());
+                let kept = self.arrivals.gen::<f64>() < keep;
+                if !kept {
+                    self.next_arrival_ms += candidate_gap;
+                    continue;
+                }
+                let call = self.make_call(ctx, &active, t);
+                self.seq += 1;
+                out.push(Pending {
+                    time: t,
+                    route: 0,
+                    ord: self.seq,
+                    event: PendingEvent::Call(Box::new(call)),
+                });
+                self.next_arrival_ms += candidate_gap;
+                continue;
+            }
             let call = self.make_call(ctx, &active, t);
             self.seq += 1;
             out.push(Pending {
@@ -425,8 +448,9 @@ impl RouteState {
             call.gen_ai_response_model = Some(target.model.clone());
             call.gen_ai_usage_input_tokens = input;
             call.gen_ai_usage_output_tokens = output;
-            call.time_to_first_token_ms = Some(round1(ttft * active.latency_factor));
-            call.latency_ms = round1((ttft + decode) * active.latency_factor);
+            let latency_factor = active.latency_factor * fleet.traffic.latency_factor(t);
+            call.time_to_first_token_ms = Some(round1(ttft * latency_factor));
+            call.latency_ms = round1((ttft + decode) * latency_factor);
             if rng.gen::<f64>() < fleet.quality_share {
                 let q = sample::normal(
                     rng,
@@ -491,8 +515,14 @@ impl Simulator {
                 let mut content = ChaCha8Rng::seed_from_u64(seed);
                 content.set_stream(2 * stream + 1);
                 let rate_per_ms = spec.calls_per_s / 1000.0;
+                // A shaped fleet draws candidate arrivals at its peak rate (see `generate`).
+                let draw_rate = if fleet.traffic.is_flat() {
+                    rate_per_ms
+                } else {
+                    rate_per_ms * fleet.traffic.peak_load()
+                };
                 let first_gap = if rate_per_ms > 0.0 {
-                    sample::exponential(&mut arrivals, rate_per_ms)
+                    sample::exponential(&mut arrivals, draw_rate)
                 } else {
                     f64::INFINITY
                 };

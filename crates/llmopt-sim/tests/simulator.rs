@@ -690,3 +690,58 @@ fn invalid_inputs_are_rejected() {
         Err(SimError::InvalidValue { .. })
     ));
 }
+
+#[test]
+fn office_hours_traffic_is_busy_in_the_afternoon_quiet_at_night_and_slower_under_load(
+) -> Result<(), SimError> {
+    // 2026-01-05T00:00:00Z, a Monday; the realistic shape peaks at 14:00 UTC.
+    let monday = 1_767_571_200_000;
+    let fleet = FleetSpec {
+        traffic: llmopt_sim::TrafficShape::realistic(),
+        ..FleetSpec::default()
+    };
+    let scenario = Scenario {
+        duration_s: 24 * 3600,
+        incidents: Vec::new(),
+        ..Scenario::default()
+    };
+    let mut sim = Simulator::new(fleet, scenario, 3, monday)?;
+    let mut hourly = Vec::new();
+    for hour in 1..=24 {
+        let events = sim.advance(monday + hour * 3_600_000, &mut |_, _| None);
+        hourly.push(
+            calls(&events)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<LlmCall>>(),
+        );
+    }
+    let (night, afternoon) = (&hourly[2], &hourly[14]);
+    let ratio = afternoon.len() as f64 / night.len() as f64;
+    // Expected 1.6 / 0.4 = 4 at 02:00-03:00 against 14:00-15:00 (about 0.4 and 1.6 of the mean).
+    assert!((3.0..5.0).contains(&ratio), "afternoon/night calls {ratio}");
+    let latency = |calls: &[LlmCall]| {
+        let refs: Vec<&LlmCall> = calls.iter().collect();
+        mean_ok_latency(&refs)
+    };
+    assert!(
+        latency(afternoon) > 1.1 * latency(night),
+        "latency does not rise with load"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_flat_shape_draws_exactly_the_events_of_a_fleet_without_one() -> Result<(), SimError> {
+    let shaped = FleetSpec {
+        traffic: llmopt_sim::TrafficShape {
+            latency_load_sensitivity: 0.5,
+            ..llmopt_sim::TrafficShape::default()
+        },
+        ..FleetSpec::default()
+    };
+    let mut a = new_sim(4, Scenario::default())?;
+    let mut b = Simulator::new(shaped, Scenario::default(), 4, START)?;
+    assert_eq!(run(&mut a, 600), run(&mut b, 600));
+    Ok(())
+}
