@@ -337,18 +337,21 @@ impl RouteState {
             if t >= until_ms {
                 break;
             }
+            // A shaped fleet thins (Lewis-Shedler): candidate arrivals come at the peak rate
+            // and each is kept with probability load(t) / peak, a Poisson process with the
+            // shaped rate. A flat fleet keeps every arrival and draws exactly as it always did
+            // (calls draw from another stream than arrivals).
             let traffic = &ctx.fleet.traffic;
-            if !traffic.is_flat() {
-                // Thinning (Lewis-Shedler): arrivals come at the peak rate and each is kept with
-                // probability load(t) / peak, a Poisson process with the shaped rate.
-                let keep = traffic.load(t) / traffic.peak_load();
-                let candidate_gap =
-                    sample::exponential(&mut self.arrivals, self.rate_per_ms * traffic.peak_load());
-                let kept = self.arrivals.gen::<f64>() < keep;
-                if !kept {
-                    self.next_arrival_ms += candidate_gap;
-                    continue;
-                }
+            let (rate, keep) = if traffic.is_flat() {
+                (self.rate_per_ms, None)
+            } else {
+                (
+                    self.rate_per_ms * traffic.peak_load(),
+                    Some(traffic.load(t) / traffic.peak_load()),
+                )
+            };
+            let gap = sample::exponential(&mut self.arrivals, rate);
+            if keep.is_none_or(|share| self.arrivals.gen::<f64>() < share) {
                 let call = self.make_call(ctx, &active, t);
                 self.seq += 1;
                 out.push(Pending {
@@ -357,18 +360,8 @@ impl RouteState {
                     ord: self.seq,
                     event: PendingEvent::Call(Box::new(call)),
                 });
-                self.next_arrival_ms += candidate_gap;
-                continue;
             }
-            let call = self.make_call(ctx, &active, t);
-            self.seq += 1;
-            out.push(Pending {
-                time: t,
-                route: 0,
-                ord: self.seq,
-                event: PendingEvent::Call(Box::new(call)),
-            });
-            self.next_arrival_ms += sample::exponential(&mut self.arrivals, self.rate_per_ms);
+            self.next_arrival_ms += gap;
         }
         for p in &mut out[first..] {
             p.route = index;

@@ -190,7 +190,7 @@ impl BaselineDetector for RobustEwma {
 }
 
 /// Median of finite values (sorts in place); 0 for an empty slice.
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     match n {

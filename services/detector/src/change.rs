@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use llmopt_events::Direction;
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::median;
 use crate::metrics::Metric;
 
 /// How the change detector compares values of a metric.
@@ -485,16 +486,6 @@ fn initial_reference(scale: Scale, warmup: &[(f64, f64)]) -> Reference {
         ewma: 0.0,
         alarmed: 0,
         pooled_calls,
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => 0.0,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
