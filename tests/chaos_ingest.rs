@@ -59,13 +59,7 @@ async fn read_topic(transport: &dyn Transport, topic: &str) -> BTreeMap<String, 
         .await
         .expect("read topic")
     {
-        let id = m
-            .headers
-            .iter()
-            .find(|(k, _)| k == "ce_id")
-            .and_then(|(_, v)| v.clone())
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .expect("ce_id");
+        let id = common::ce_id(&m);
         out.entry(id)
             .or_default()
             .insert(m.value.unwrap_or_default());

@@ -49,13 +49,7 @@ async fn read_all(transport: &dyn Transport, topic: &str) -> BTreeMap<String, (V
         .await
         .expect("poll")
     {
-        let id = m
-            .headers
-            .iter()
-            .find(|(k, _)| k == "ce_id")
-            .and_then(|(_, v)| v.clone())
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .expect("ce_id header");
+        let id = common::ce_id(&m);
         let previous = records.insert(
             id.clone(),
             (

@@ -68,6 +68,16 @@ pub fn shared_quant() -> std::path::PathBuf {
     dir
 }
 
+/// The CloudEvents id (`ce_id` header) of a record read from a topic.
+pub fn ce_id(m: &llmopt_transport::InboundMessage) -> String {
+    m.headers
+        .iter()
+        .find(|(k, _)| k == "ce_id")
+        .and_then(|(_, v)| v.clone())
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .expect("ce_id header")
+}
+
 pub mod lockstep;
 pub mod process;
 pub mod windows;

@@ -68,11 +68,16 @@ pub struct Score {
 impl Score {
     /// Which way the value left its baseline.
     pub fn direction(&self) -> Direction {
-        if self.score < 0.0 {
-            Direction::Down
-        } else {
-            Direction::Up
-        }
+        direction_of(self.score)
+    }
+}
+
+/// The direction of a signed score: down below zero, up otherwise.
+pub(crate) fn direction_of(score: f64) -> Direction {
+    if score < 0.0 {
+        Direction::Down
+    } else {
+        Direction::Up
     }
 }
 

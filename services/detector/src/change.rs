@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use llmopt_events::Direction;
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::median;
+use crate::baseline::{direction_of, median};
 use crate::metrics::Metric;
 
 /// How the change detector compares values of a metric.
@@ -223,11 +223,7 @@ pub struct ChangeVerdict {
 impl ChangeVerdict {
     /// Which way the value left its reference.
     pub fn direction(&self) -> Direction {
-        if self.score < 0.0 {
-            Direction::Down
-        } else {
-            Direction::Up
-        }
+        direction_of(self.score)
     }
 }
 
