@@ -7,5 +7,4 @@ pub mod demo;
 pub mod detect_bench;
 pub mod loadgen;
 pub mod pipeline;
-pub mod read_topic;
 pub mod telemetry;

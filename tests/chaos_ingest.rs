@@ -51,11 +51,20 @@ fn events_in(service: &ServiceProcess) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// Whether the service's last poll found every owned partition at its end.
+fn consumer_idle(service: &ServiceProcess) -> bool {
+    service
+        .metrics()
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("consumer_idle"))
+        .any(|l| l.ends_with(" 1"))
+}
+
 /// Every record of `topic` (read to the end of every partition): id → the distinct values seen
 /// under it.
 async fn read_topic(transport: &dyn Transport, topic: &str) -> BTreeMap<String, BTreeSet<Vec<u8>>> {
     let mut out: BTreeMap<String, BTreeSet<Vec<u8>>> = BTreeMap::new();
-    for m in llmopt::read_topic::read_topic(transport, topic, "chaos-reader")
+    for m in llmopt_transport::read_topic(transport, topic, "chaos-reader")
         .await
         .expect("read topic")
     {
@@ -148,20 +157,35 @@ async fn ingest_loses_nothing_under_kill_9_and_a_redis_restart() {
     );
     redis = PrivateRedis::start(port, None);
 
-    // Caught up: the group has committed everything.
+    // Caught up: the group has committed everything, and ingest itself found every partition
+    // at its end (tansu reports a partition's end as its last batch's base offset + 1, so a
+    // zero group lag alone can leave most of the last batch unread), with nothing consumed
+    // for a second.
     let group = format!("{}ingest", installation.prefix);
     let deadline = Instant::now() + Duration::from_secs(300);
-    while transport
-        .group_lag(&group, std::slice::from_ref(&raw))
-        .await
-        .map_or(true, |lag| lag > 0)
-    {
+    let mut consumed = events_in(&ingest);
+    let mut quiet_since = Instant::now();
+    loop {
         assert!(
             Instant::now() < deadline,
             "ingest did not catch up\n{}",
             common::process::read(&ingest.log)
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let lag = transport
+            .group_lag(&group, std::slice::from_ref(&raw))
+            .await
+            .unwrap_or(-1);
+        let now = events_in(&ingest);
+        if lag == 0 && now != consumed {
+            eprintln!("group lag 0 while ingest still consumes ({now} records so far)");
+        }
+        if now != consumed || lag != 0 || !consumer_idle(&ingest) {
+            consumed = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= Duration::from_secs(1) {
+            break;
+        }
     }
     let log = ingest.stop();
     assert!(log.contains("outage"), "the Redis outage is logged:\n{log}");

@@ -4,11 +4,11 @@
 
 use clap::Subcommand;
 use llmopt::config::AppConfig;
-use llmopt::read_topic::read_topic;
 use llmopt_actuator::{live_key, write_live_config, Actuator};
 use llmopt_cloudevents::KafkaMessage;
 use llmopt_events::wire;
 use llmopt_events::{ConfigChange, SchemaRegistry};
+use llmopt_transport::read_topic;
 use llmopt_transport::{LogicalTopic, TopicNames, Transport};
 
 use crate::commands::run::{build_state, build_transport};

@@ -16,7 +16,7 @@ use llmopt_transport::{LogicalTopic, OutboundMessage, TopicNames, Transport};
 
 use crate::commands::run::build_transport;
 use llmopt::config::AppConfig;
-use llmopt::read_topic::read_topic;
+use llmopt_transport::read_topic;
 
 /// `llmopt decisions ...`
 #[derive(Subcommand)]

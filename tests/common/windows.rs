@@ -102,7 +102,7 @@ pub fn live_with(
 /// Every event on `topic`, read to the end of every partition.
 pub async fn read_all(transport: &dyn Transport, topic: &str) -> Vec<AnyEvent> {
     let registry = llmopt_events::SchemaRegistry::current();
-    llmopt::read_topic::read_topic(transport, topic, "test-reader")
+    llmopt_transport::read_topic(transport, topic, "test-reader")
         .await
         .expect("read topic")
         .into_iter()

@@ -14,6 +14,7 @@ mod error;
 pub mod kafka;
 mod message;
 mod partitioner;
+mod read_topic;
 mod topics;
 
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use config::{KafkaConfig, TransportConfig, TransportKind};
 pub use error::TransportError;
 pub use message::{Delivered, InboundMessage, OutboundMessage, PartitionProgress, TopicPartition};
 pub use partitioner::murmur2_partition;
+pub use read_topic::read_topic;
 pub use topics::{LogicalTopic, TopicNames, TopicSpec};
 
 /// Publishes records and hands out group consumers.

@@ -41,7 +41,14 @@ fn member(input: &Input) -> String {
 impl Effects for DedupEffects {
     async fn admit(&mut self, input: &Input) -> Result<bool, RuntimeError> {
         let member = member(input);
-        if self.in_flight.contains(&member) || self.store.set_contains(DEDUP_SET, &member).await? {
+        if self.in_flight.contains(&member) {
+            tracing::debug!(id = %input.id, partition = input.partition, offset = input.offset,
+                "duplicate of an event in flight in this instance");
+            return Ok(false);
+        }
+        if self.store.set_contains(DEDUP_SET, &member).await? {
+            tracing::debug!(id = %input.id, partition = input.partition, offset = input.offset,
+                "duplicate of an event already published");
             return Ok(false);
         }
         self.in_flight.insert(member);

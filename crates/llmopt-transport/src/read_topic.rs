@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use llmopt_transport::{InboundMessage, PartitionProgress, Transport};
+use crate::{InboundMessage, PartitionProgress, Transport, TransportError};
 
 /// Every record of `topic` written so far, read with a throw-away consumer group (so no
 /// service's offsets move).
@@ -16,22 +16,20 @@ pub async fn read_topic(
     transport: &dyn Transport,
     topic: &str,
     purpose: &str,
-) -> anyhow::Result<Vec<InboundMessage>> {
-    let group = format!(
-        "llmopt-{purpose}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    );
+) -> Result<Vec<InboundMessage>, TransportError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let group = format!("llmopt-{purpose}-{}-{nanos}", std::process::id());
     let mut consumer = transport.subscribe(&group, &[topic.to_string()]).await?;
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "reading {topic} took over 2 minutes"
-        );
+        if Instant::now() >= deadline {
+            return Err(TransportError::Timeout(format!(
+                "reading {topic} to its end took over 2 minutes"
+            )));
+        }
         match consumer.poll(Duration::from_millis(500)).await? {
             Some(m) => records.push(m),
             None if consumer.assignment()?.is_empty() => {}
