@@ -7,15 +7,18 @@
 #       rdkafka consume of the same raw topic
 #   loadtest/run.sh restart [--base SIM_SECONDS] [--factors 1,10,100]
 #       seconds from a restart of each stateful service to /ready against history (also Redis)
+#   loadtest/run.sh chaos [--duration SIM_SECONDS] [--rounds N] [--seed S]
+#       the loop in lock-step twice, uninterrupted and with every service killed -9 in N rounds
+#       and Redis restarted; every record of every topic compared (starts its own Redis)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 trap llmopt_services_down EXIT
 mode=transport
-if [[ ${1:-} == transport || ${1:-} == pipeline || ${1:-} == restart ]]; then mode=$1; shift; fi
+if [[ ${1:-} =~ ^(transport|pipeline|restart|chaos)$ ]]; then mode=$1; shift; fi
 llmopt_python_env
 llmopt_broker_up
-if [[ $mode == pipeline || $mode == restart ]]; then
+if [[ $mode != transport ]]; then
   llmopt_redis_up
   cargo build --release --locked --bin llmopt
   cargo run --release --locked -p llmopt-loadtest -- "$mode" --llmopt target/release/llmopt "$@"

@@ -6,8 +6,10 @@
 //! `cargo run --release -p llmopt-loadtest -- transport --events 200000`. The `pipeline` mode
 //! (`loadtest/run.sh pipeline`) measures the services end to end (see [`pipeline`]); the
 //! `restart` mode (`loadtest/run.sh restart`) measures restart cost against history (see
-//! [`restart`]).
+//! [`restart`]); the `chaos` mode (`loadtest/run.sh chaos`) kills every service at random points
+//! under load and compares every record with an uninterrupted run's (see [`chaos`]).
 
+mod chaos;
 mod pipeline;
 mod restart;
 
@@ -67,6 +69,23 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
         factors: Vec<u64>,
     },
+    /// Chaos at load: the loop in lock-step twice over the same fleet, uninterrupted and with
+    /// every service killed (SIGKILL) in `rounds` overlapping rounds and Redis restarted once;
+    /// every record of every topic of the loop must be the same.
+    Chaos {
+        #[command(flatten)]
+        stack: Stack,
+        /// Simulated seconds of the default scenario (its two hours of incidents, then quiet
+        /// traffic); 18,000 (5 hours) is about 206,000 events.
+        #[arg(long, default_value_t = 18_000)]
+        duration: u64,
+        /// Kill rounds; each kills all five services once, in a random order.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seed of the kill schedule.
+        #[arg(long, default_value_t = 9)]
+        seed: u64,
+    },
 }
 
 /// The binary and servers a pipeline load test runs against.
@@ -115,6 +134,17 @@ async fn main() -> anyhow::Result<()> {
             pipeline: stack.pipeline(base),
             base_s: base,
             factors,
+        }
+        .run(),
+        Cmd::Chaos {
+            stack,
+            duration,
+            rounds,
+            seed,
+        } => chaos::ChaosRun {
+            pipeline: stack.pipeline(duration),
+            rounds,
+            seed,
         }
         .run(),
     }

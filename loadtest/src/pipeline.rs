@@ -14,6 +14,9 @@ pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
@@ -219,5 +222,33 @@ impl PipelineRun {
             end_to_end / bare
         );
         Ok(())
+    }
+}
+
+/// Waits until every service reports its consumer idle and none consumed anything for 2 s.
+pub(crate) fn wait_idle(ports: &[u16], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = u64::MAX;
+    let mut quiet_since = Instant::now();
+    loop {
+        anyhow::ensure!(Instant::now() < deadline, "services never went idle");
+        let mut consumed = 0;
+        let mut idle = true;
+        for port in ports {
+            let metrics = http_get(*port, "/metrics")
+                .map(|(_, m)| m)
+                .unwrap_or_default();
+            consumed += counter(&metrics, "llmopt_events_in_total", "");
+            idle &= metrics
+                .lines()
+                .any(|l| l.starts_with("llmopt_consumer_idle") && l.ends_with(" 1"));
+        }
+        if consumed != last || !idle {
+            last = consumed;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= Duration::from_secs(2) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

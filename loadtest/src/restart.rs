@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::pipeline::{counter, free_port, http_get, PipelineRun};
+use crate::pipeline::{free_port, wait_idle, PipelineRun};
 
 const SERVICES: [&str; 5] = ["ingest", "aggregator", "detector", "decision", "actuator"];
 const RESTARTED: [&str; 4] = ["aggregator", "detector", "decision", "actuator"];
@@ -146,33 +146,5 @@ impl RestartRun {
             calls,
             ready_s,
         })
-    }
-}
-
-/// Waits until every service reports its consumer idle and none consumed anything for 2 s.
-fn wait_idle(ports: &[u16], timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut last = u64::MAX;
-    let mut quiet_since = Instant::now();
-    loop {
-        anyhow::ensure!(Instant::now() < deadline, "services never went idle");
-        let mut consumed = 0;
-        let mut idle = true;
-        for port in ports {
-            let metrics = http_get(*port, "/metrics")
-                .map(|(_, m)| m)
-                .unwrap_or_default();
-            consumed += counter(&metrics, "llmopt_events_in_total", "");
-            idle &= metrics
-                .lines()
-                .any(|l| l.starts_with("llmopt_consumer_idle") && l.ends_with(" 1"));
-        }
-        if consumed != last || !idle {
-            last = consumed;
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() >= Duration::from_secs(2) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
