@@ -26,7 +26,7 @@ use llmopt_sim::Scenario;
 use llmopt_transport::kafka::KafkaTransport;
 use llmopt_transport::{KafkaConfig, LogicalTopic, TopicNames, TransportConfig};
 
-use crate::pipeline::{free_port, http_get, wait_idle, PipelineRun, Process};
+use crate::pipeline::{free_port, spawn_logged, wait_idle, wait_ready, PipelineRun, Process};
 
 const SERVICES: [&str; 5] = ["ingest", "aggregator", "detector", "decision", "actuator"];
 
@@ -432,21 +432,11 @@ impl Env {
         log: &Path,
         port: u16,
     ) -> anyhow::Result<Process> {
-        let child = self
-            .command(
-                pipeline,
-                &["run", name, "--admin-listen", &format!("127.0.0.1:{port}")],
-            )
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)?,
-            )
-            .spawn()
-            .with_context(|| format!("starting llmopt run {name}"))?;
-        Ok(Process(child))
+        let cmd = self.command(
+            pipeline,
+            &["run", name, "--admin-listen", &format!("127.0.0.1:{port}")],
+        );
+        spawn_logged(cmd, name, log)
     }
 }
 
@@ -467,17 +457,7 @@ impl Service {
     }
 
     fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
-        while http_get(self.port, "/ready").is_none_or(|(s, _)| s != 200) {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{} not ready within {within:?} (log: {})",
-                self.name,
-                self.log.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+        wait_ready(self.port, self.name, &self.log, within)
     }
 }
 

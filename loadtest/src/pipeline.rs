@@ -109,26 +109,8 @@ impl PipelineRun {
             &["run", name, "--admin-listen", &format!("127.0.0.1:{port}")],
         );
         cmd.envs(env.iter().copied());
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)?,
-            )
-            .spawn()
-            .with_context(|| format!("starting llmopt run {name}"))?;
-        let process = Process(child);
-        let deadline = Instant::now() + ready_within;
-        while http_get(port, "/ready").is_none_or(|(s, _)| s != 200) {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{name} never became ready (log: {})",
-                log.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let process = spawn_logged(cmd, name, log)?;
+        wait_ready(port, name, log, ready_within)?;
         Ok(process)
     }
 
@@ -251,4 +233,38 @@ pub(crate) fn wait_idle(ports: &[u16], timeout: Duration) -> anyhow::Result<()> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Starts `llmopt run NAME` as built in `cmd`, its stderr appended to `log`.
+pub(crate) fn spawn_logged(mut cmd: Command, name: &str, log: &Path) -> anyhow::Result<Process> {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)?,
+        )
+        .spawn()
+        .with_context(|| format!("starting llmopt run {name}"))?;
+    Ok(Process(child))
+}
+
+/// Waits until the service on admin port `port` answers `/ready` with 200.
+pub(crate) fn wait_ready(
+    port: u16,
+    name: &str,
+    log: &Path,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while http_get(port, "/ready").is_none_or(|(s, _)| s != 200) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name} not ready within {within:?} (log: {})",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
