@@ -131,7 +131,7 @@ impl ChaosRun {
             );
             if want.is_empty() {
                 failures.push(format!(
-                    "{}: the reference published nothing",
+                    "{}: the reference published nothing to compare (a longer --duration reaches the incidents)",
                     topic.logical_name()
                 ));
             }
