@@ -26,7 +26,9 @@ use llmopt_sim::Scenario;
 use llmopt_transport::kafka::KafkaTransport;
 use llmopt_transport::{KafkaConfig, LogicalTopic, TopicNames, TransportConfig};
 
-use crate::pipeline::{free_port, spawn_logged, wait_idle, wait_ready, PipelineRun, Process};
+use crate::pipeline::{
+    free_port, published_calls, spawn_logged, wait_idle, wait_ready, PipelineRun, Process,
+};
 
 const SERVICES: [&str; 5] = ["ingest", "aggregator", "detector", "decision", "actuator"];
 
@@ -255,16 +257,7 @@ impl ChaosRun {
             status.success(),
             "{label}: loadgen failed ({status}):\n{out}"
         );
-        let calls = out
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("loadgen summary: ")?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .context("loadgen printed no summary")?;
+        let calls = published_calls(&out)?;
         let ports: Vec<u16> = services.iter().map(|s| s.port).collect();
         wait_idle(&ports, Duration::from_secs(600))?;
         let wall = started.elapsed();

@@ -133,15 +133,7 @@ impl PipelineRun {
             .context("running llmopt loadgen")?;
         let out = String::from_utf8_lossy(&loadgen.stdout);
         anyhow::ensure!(loadgen.status.success(), "loadgen failed:\n{out}");
-        out.lines()
-            .find_map(|l| {
-                l.strip_prefix("loadgen summary: ")?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .context("loadgen printed no summary")
+        published_calls(&out)
     }
 
     /// Runs it; prints the figures.
@@ -267,4 +259,30 @@ pub(crate) fn wait_ready(
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// The calls `llmopt loadgen` says it published, from its summary line.
+pub(crate) fn published_calls(out: &str) -> anyhow::Result<u64> {
+    out.lines()
+        .find_map(|l| {
+            l.strip_prefix("loadgen summary: ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .context("loadgen printed no summary")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_calls_come_from_loadgens_summary_line() {
+        let out = "processed 82443 telemetry events in 157.9 s\n\
+                   loadgen summary: 82443 calls, 35 alert events, 18 decision events\n";
+        assert_eq!(published_calls(out).expect("summary"), 82_443);
+        assert!(published_calls("processed 3 telemetry events\n").is_err());
+    }
 }
