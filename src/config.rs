@@ -77,6 +77,10 @@ pub struct RuntimeConfig {
     /// leaves its consumer group and joins again (logged, and counted in
     /// `llmopt_consumer_rejoins_total`).
     pub stall_after_ms: u64,
+    /// The detector, decision and actuator run as one leader among their replicas (the others
+    /// are standbys outside the consumer group); a standby takes over once the leader has not
+    /// renewed its lease in the state store for this long.
+    pub leader_lease_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -88,6 +92,7 @@ impl Default for RuntimeConfig {
             checkpoints: true,
             checkpoint_interval_ms: runner.checkpoint_interval.as_millis() as u64,
             stall_after_ms: runner.stall_after.as_millis() as u64,
+            leader_lease_ms: runner.leader_lease.as_millis() as u64,
         }
     }
 }
@@ -101,6 +106,7 @@ impl RuntimeConfig {
             checkpoints: self.checkpoints,
             checkpoint_interval: std::time::Duration::from_millis(self.checkpoint_interval_ms),
             stall_after: std::time::Duration::from_millis(self.stall_after_ms),
+            leader_lease: std::time::Duration::from_millis(self.leader_lease_ms),
             ..Default::default()
         }
     }

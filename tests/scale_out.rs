@@ -22,6 +22,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,9 @@ use llmopt_runtime::health::Health;
 use llmopt_runtime::metrics::ServiceMetrics;
 use llmopt_runtime::runner::{RunSummary, Runner, RunnerConfig};
 use llmopt_runtime::shutdown::{self, ShutdownTrigger};
-use llmopt_runtime::{NoEffects, RuntimeError};
+use llmopt_runtime::{
+    Input, NoEffects, Output, PartitionState, Processor, RuntimeError, StateScope,
+};
 use llmopt_state::memory::MemoryStore;
 use llmopt_state::StateStore;
 use llmopt_transport::embedded::EmbeddedTransport;
@@ -226,5 +229,319 @@ async fn scale_out_and_in(
         "{} windows differ from the single-instance run, e.g. {:?}",
         differing.len(),
         &differing[..differing.len().min(5)]
+    );
+}
+
+/// A core that counts each partition's records slowly (about 1.5 ms each), so an instance
+/// working through a backlog never goes idle, and so never checkpoints on its own before the
+/// test's one-hour checkpoint interval: whatever the next owner does not re-read was covered
+/// by the checkpoint taken when the partition was revoked.
+struct SlowCounter {
+    counts: BTreeMap<i32, u64>,
+    processed: Arc<AtomicU64>,
+}
+
+impl Processor for SlowCounter {
+    fn name(&self) -> &'static str {
+        "handover-counter"
+    }
+
+    fn inputs(&self) -> Vec<LogicalTopic> {
+        vec![LogicalTopic::Telemetry]
+    }
+
+    fn process(&mut self, input: &Input) -> Vec<Output> {
+        let until = Instant::now() + Duration::from_micros(1_500);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        *self.counts.entry(input.partition).or_default() += 1;
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        Vec::new()
+    }
+
+    fn on_partition(
+        &mut self,
+        _: LogicalTopic,
+        partition: i32,
+        state: PartitionState,
+    ) -> Vec<Output> {
+        if state == PartitionState::Revoked {
+            self.counts.remove(&partition);
+        }
+        Vec::new()
+    }
+
+    fn checkpoint(&self, _: LogicalTopic, partition: i32) -> Option<Vec<u8>> {
+        Some(
+            self.counts
+                .get(&partition)
+                .copied()
+                .unwrap_or(0)
+                .to_le_bytes()
+                .to_vec(),
+        )
+    }
+
+    fn restore(&mut self, _: LogicalTopic, partition: i32, state: &[u8]) -> Result<(), String> {
+        let bytes: [u8; 8] = state.try_into().map_err(|_| "not a count".to_string())?;
+        self.counts.insert(partition, u64::from_le_bytes(bytes));
+        Ok(())
+    }
+}
+
+/// A second instance joining takes half the partitions from the first while the first is in
+/// the middle of a backlog: the first finishes what it read, checkpoints and commits before
+/// letting go, so no record is processed twice and the moved counts are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_a_revoked_partition_is_handed_over_at_the_last_record_processed() {
+    let config = TransportConfig {
+        topic_prefix: format!("{}.", common::unique("handover")),
+        partitions: windows::PARTITIONS,
+        kafka: common::kafka_config(),
+        ..TransportConfig::default()
+    };
+    let names = TopicNames::new(&config);
+    let transport: Arc<dyn Transport> =
+        Arc::new(KafkaTransport::new(&config.kafka, "handover-test").expect("transport"));
+    transport
+        .ensure_topics(&names.all_specs())
+        .await
+        .expect("topics");
+    let calls: Vec<_> = windows::calls().into_iter().take(6_000).collect();
+    let published = calls.len() as u64;
+    transport
+        .publish_batch(
+            &names.name(LogicalTopic::Telemetry),
+            windows::records(&calls),
+        )
+        .await
+        .expect("publish");
+
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let processed = Arc::new(AtomicU64::new(0));
+    let start_counter = || {
+        let metrics = Arc::new(ServiceMetrics::new("handover-counter"));
+        let health = Arc::new(Health::new());
+        let runner = Runner::new(
+            SlowCounter {
+                counts: BTreeMap::new(),
+                processed: processed.clone(),
+            },
+            NoEffects,
+            transport.clone(),
+            names.clone(),
+            metrics.clone(),
+            health.clone(),
+            RunnerConfig {
+                poll_timeout: Duration::from_millis(5),
+                checkpoint_interval: Duration::from_secs(3_600),
+                ..RunnerConfig::default()
+            },
+        )
+        .with_checkpoints(store.clone());
+        let (stop, signal) = shutdown::channel();
+        let task = tokio::spawn(runner.run(signal));
+        (metrics, health, stop, task)
+    };
+
+    let first = start_counter();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processed.load(Ordering::SeqCst) < 1_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the first instance never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = start_counter();
+    let mut quiet_since = Instant::now();
+    let mut last = processed.load(Ordering::SeqCst);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the instances never caught up: {} of {published} processed",
+            processed.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = processed.load(Ordering::SeqCst);
+        if now != last || !(first.1.is_idle() && second.1.is_idle()) {
+            last = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= Duration::from_secs(1) {
+            break;
+        }
+    }
+
+    let mut counted = 0;
+    let mut consumed = Vec::new();
+    let mut handed_over = Vec::new();
+    for (metrics, _, stop, task) in [first, second] {
+        stop.trigger();
+        let (core, summary) = task.await.expect("task").expect("runner");
+        counted += core.counts.values().sum::<u64>();
+        consumed.push(summary.consumed);
+        handed_over.push(metrics.handovers.get());
+    }
+    assert!(
+        consumed.iter().all(|c| *c > 0),
+        "both instances processed records: {consumed:?}"
+    );
+    assert_eq!(
+        counted, published,
+        "the partitions' counts add up to the records"
+    );
+    assert_eq!(
+        processed.load(Ordering::SeqCst),
+        published,
+        "records processed more than once: the revoked partitions were not checkpointed at the last record read"
+    );
+    assert!(
+        handed_over[0] > 0,
+        "the first instance handed partitions over: {handed_over:?}"
+    );
+}
+
+/// A core with one state across all its partitions ([`StateScope::Whole`], like the detector,
+/// decision and actuator): it counts every record.
+struct WholeCounter {
+    count: u64,
+    processed: Arc<AtomicU64>,
+}
+
+impl Processor for WholeCounter {
+    fn name(&self) -> &'static str {
+        "whole-counter"
+    }
+
+    fn inputs(&self) -> Vec<LogicalTopic> {
+        vec![LogicalTopic::Telemetry]
+    }
+
+    fn process(&mut self, _: &Input) -> Vec<Output> {
+        self.count += 1;
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        Vec::new()
+    }
+
+    fn state_scope(&self) -> StateScope {
+        StateScope::Whole
+    }
+
+    fn checkpoint_whole(&self) -> Option<Vec<u8>> {
+        Some(self.count.to_le_bytes().to_vec())
+    }
+
+    fn restore_whole(&mut self, state: &[u8]) -> Result<(), String> {
+        let bytes: [u8; 8] = state.try_into().map_err(|_| "not a count".to_string())?;
+        self.count = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+}
+
+/// Two replicas of a single-instance service: the second waits as a standby outside the
+/// consumer group while the first leads, and takes over (with the leader's checkpoint) once
+/// the leader crashed and stopped renewing its lease. Every record is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_takes_over_a_crashed_single_instance_service() {
+    let transport: Arc<dyn Transport> = Arc::new(EmbeddedTransport::new(windows::PARTITIONS));
+    let names = TopicNames::new(&TransportConfig {
+        partitions: windows::PARTITIONS,
+        ..TransportConfig::default()
+    });
+    transport
+        .ensure_topics(&names.all_specs())
+        .await
+        .expect("topics");
+    let input = names.name(LogicalTopic::Telemetry);
+    let records = windows::records(&windows::calls()[..6_000]);
+    let (before, after) = records.split_at(3_000);
+
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let processed = Arc::new(AtomicU64::new(0));
+    let lease = Duration::from_millis(600);
+    let start_replica = |id: &str| {
+        let metrics = Arc::new(ServiceMetrics::new("whole-counter"));
+        let health = Arc::new(Health::new());
+        let runner = Runner::new(
+            WholeCounter {
+                count: 0,
+                processed: processed.clone(),
+            },
+            NoEffects,
+            transport.clone(),
+            names.clone(),
+            metrics.clone(),
+            health.clone(),
+            RunnerConfig {
+                poll_timeout: Duration::from_millis(5),
+                checkpoint_interval: Duration::from_millis(100),
+                leader_lease: lease,
+                instance_id: Some(id.to_string()),
+                ..RunnerConfig::default()
+            },
+        )
+        .with_checkpoints(store.clone());
+        let (stop, signal) = shutdown::channel();
+        let task = tokio::spawn(runner.run(signal));
+        (metrics, health, stop, task)
+    };
+    transport
+        .publish_batch(&input, before.to_vec())
+        .await
+        .expect("publish");
+    let leader = start_replica("replica-a");
+    // The leader is leading before the standby starts, so which one leads is not a race.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processed.load(Ordering::SeqCst) < 3_000 || !leader.1.is_idle() {
+        assert!(Instant::now() < deadline, "the leader never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let standby = start_replica("replica-b");
+    tokio::time::sleep(3 * lease).await;
+    assert_eq!(leader.0.leading.get(), 1, "the first replica leads");
+    assert_eq!(standby.0.leading.get(), 0, "the second replica waits");
+    assert!(!standby.1.is_ready(), "a standby is not ready");
+    assert_eq!(
+        processed.load(Ordering::SeqCst),
+        3_000,
+        "the standby consumed nothing"
+    );
+
+    // The leader crashes: no final checkpoint, no goodbye, its lease is left to expire.
+    let crashed_at = Instant::now();
+    leader.3.abort();
+    let _ = leader.3.await;
+    transport
+        .publish_batch(&input, after.to_vec())
+        .await
+        .expect("publish");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processed.load(Ordering::SeqCst) < 6_000 || !standby.1.is_idle() {
+        assert!(
+            Instant::now() < deadline,
+            "the standby never took over: {} processed",
+            processed.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took_over = crashed_at.elapsed();
+    assert_eq!(standby.0.leading.get(), 1, "the standby leads");
+    standby.2.trigger();
+    let (core, _) = standby.3.await.expect("task").expect("runner");
+    assert_eq!(
+        core.count, 6_000,
+        "the leader's count restored and every new record counted"
+    );
+    assert_eq!(
+        processed.load(Ordering::SeqCst),
+        6_000,
+        "records counted more than once"
+    );
+    // The leader renews every third of its lease, so its last renewal was at most that long
+    // before the crash.
+    assert!(
+        took_over >= lease * 2 / 3,
+        "took over {took_over:?} after the crash, before the lease ({lease:?}) expired"
     );
 }

@@ -14,6 +14,7 @@ mod dead_letter;
 mod effects;
 mod error;
 pub mod health;
+mod lease;
 pub mod metrics;
 mod processor;
 pub mod runner;

@@ -30,6 +30,12 @@ pub struct ServiceMetrics {
     pub rejoins: IntCounter,
     /// Partitions a rebalance gave back behind what was processed (see the runner).
     pub rewinds: IntCounter,
+    /// Partitions let go of on a revocation after everything read from them was processed,
+    /// acknowledged, checkpointed and committed (see the runner's hand-over).
+    pub handovers: IntCounter,
+    /// 1 while this instance leads its single-instance service; 0 while it waits as a standby
+    /// (and always 0 for services that scale out, which need no leader).
+    pub leading: IntGauge,
 }
 
 impl ServiceMetrics {
@@ -98,6 +104,16 @@ impl ServiceMetrics {
         ))
         .unwrap_or_else(|e| panic!("metric consumer_rewinds_total is malformed: {e}"));
         let _ = registry.register(Box::new(rewinds.clone()));
+        let handovers = IntCounter::with_opts(labels(
+            "partitions_handed_over_total",
+            "Partitions let go of on a revocation after everything read from them was acknowledged, checkpointed and committed.",
+        ))
+        .unwrap_or_else(|e| panic!("metric partitions_handed_over_total is malformed: {e}"));
+        let _ = registry.register(Box::new(handovers.clone()));
+        let leading = gauge(
+            "leader",
+            "1 while this instance leads its single-instance service (0: standby, or a service that scales out).",
+        );
         Self {
             registry,
             events_in,
@@ -110,6 +126,8 @@ impl ServiceMetrics {
             idle,
             rejoins,
             rewinds,
+            handovers,
+            leading,
         }
     }
 

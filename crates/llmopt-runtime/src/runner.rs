@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::checkpoint::{self, Claim, WholeState};
 use crate::health::Health;
+use crate::lease::{self, Lease};
 use crate::metrics::ServiceMetrics;
 use crate::shutdown::Shutdown;
 use crate::{
@@ -73,6 +74,12 @@ pub struct RunnerConfig {
     /// A member that owns partitions with records waiting but has received nothing for this
     /// long leaves its consumer group and joins again (see [`Stage::run`]).
     pub stall_after: Duration,
+    /// With checkpoints, a [`StateScope::Whole`] core runs as one leader among its replicas:
+    /// the others wait as standbys outside the consumer group and take over once the leader
+    /// has not renewed its lease in the state store for this long (see `lease.rs`).
+    pub leader_lease: Duration,
+    /// This instance's name on the lease; `LLMOPT_INSTANCE_ID` or the host name when `None`.
+    pub instance_id: Option<String>,
 }
 
 impl Default for RunnerConfig {
@@ -89,6 +96,8 @@ impl Default for RunnerConfig {
             checkpoint_interval: Duration::from_secs(5),
             checkpoints: false,
             stall_after: Duration::from_secs(60),
+            leader_lease: Duration::from_secs(10),
+            instance_id: None,
         }
     }
 }
@@ -184,8 +193,16 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         if self.config.rebuild_state {
             self.rebuild_state(&group, &inputs).await?;
         }
-        let consumer = self.transport.subscribe(&group, &inputs).await?;
-        tracing::info!(service = self.processor.name(), ?inputs, "consuming");
+        let single =
+            self.checkpoints.is_some() && self.processor.state_scope() == StateScope::Whole;
+        let consumer: Box<dyn Consumer> = if single {
+            // Joins the group once it leads (see `Stage::lead`).
+            Box::new(NoGroup)
+        } else {
+            let consumer = self.transport.subscribe(&group, &inputs).await?;
+            tracing::info!(service = self.processor.name(), ?inputs, "consuming");
+            consumer
+        };
         Ok(Stage {
             runner: self,
             consumer,
@@ -201,6 +218,7 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             unassigned_since: Some(Instant::now()),
             whole: None,
             held: VecDeque::new(),
+            lease: LeaseState::new(single),
         })
     }
     /// Replays the inputs up to `group`'s committed offsets through the core, discarding its
@@ -595,6 +613,27 @@ pub struct Stage<P: Processor, E: Effects> {
     whole: Option<WholeHold>,
     /// Records that arrived while a job ran, handled before polling again.
     held: VecDeque<InboundMessage>,
+    /// Leadership among the replicas of a single-instance core.
+    lease: LeaseState,
+}
+
+/// Whether a stage must lead its replicas before consuming, and its lease once it does.
+enum LeaseState {
+    /// Any number of instances share the group: no lease.
+    NotNeeded,
+    /// A [`StateScope::Whole`] core not leading yet: outside the consumer group.
+    Standby,
+    Leading(Lease),
+}
+
+impl LeaseState {
+    fn new(single: bool) -> Self {
+        if single {
+            LeaseState::Standby
+        } else {
+            LeaseState::NotNeeded
+        }
+    }
 }
 
 /// The consumer of a stage between leaving its group and joining again: owns nothing.
@@ -737,9 +776,17 @@ impl<P: Processor, E: Effects> Stage<P, E> {
     /// until its last record known at the drain's start is read), and never as idle: a drain
     /// has no processing time, which keeps in-process runs reproducible.
     pub async fn drain(&mut self, idle: Duration) -> Result<u64, RuntimeError> {
+        if matches!(self.lease, LeaseState::Standby) {
+            let (_never, mut signal) = crate::shutdown::channel();
+            self.lead(&mut signal).await?;
+        }
         let mut processed = 0;
         self.check_partitions().await?;
         loop {
+            let revoking = self.consumer.revoking();
+            if !revoking.is_empty() {
+                self.hand_over(revoking).await?;
+            }
             let polled = match self.held.pop_front() {
                 Some(message) => Some(message),
                 None => self.consumer.poll(idle).await?,
@@ -770,13 +817,25 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         self.clock = Some(PartitionClock {
             idle: self.runner.config.partition_idle_after,
         });
+        if matches!(self.lease, LeaseState::Standby) && !self.lead(&mut shutdown).await? {
+            return self.stop().await;
+        }
         let health = self.runner.health.clone();
         let mut broker_outage: Option<Outage<'_>> = None;
         loop {
+            if let (LeaseState::Leading(lease), Some(store)) =
+                (&mut self.lease, self.runner.checkpoints.as_ref())
+            {
+                lease.renew(store.as_ref()).await?;
+            }
             if lag_reported.elapsed() >= LAG_INTERVAL {
                 lag_reported = Instant::now();
                 let metrics = self.runner.metrics.clone();
                 Runner::<P, E>::report_lag(metrics, self.consumer.as_mut()).await;
+            }
+            let revoking = self.consumer.revoking();
+            if !revoking.is_empty() {
+                self.hand_over(revoking).await?;
             }
             if self.partitions_checked.elapsed() >= PARTITION_CHECK_INTERVAL {
                 self.check_partitions().await?;
@@ -856,6 +915,13 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         self.complete(true).await?;
         self.commit().await?;
         self.consumer.close().await?;
+        if let (LeaseState::Leading(lease), Some(store)) = (
+            std::mem::replace(&mut self.lease, LeaseState::NotNeeded),
+            self.runner.checkpoints.as_ref(),
+        ) {
+            lease.release(store.as_ref()).await;
+            self.runner.metrics.leading.set(0);
+        }
         let runner = self.runner;
         tracing::info!(service = runner.processor.name(), summary = ?runner.summary, "stopped");
         Ok((runner.processor, runner.summary))
@@ -997,6 +1063,82 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             }
             self.signal(&tp, state)?;
         }
+        Ok(())
+    }
+
+    /// Waits as a standby until this instance holds the lease of its group, then joins the
+    /// group. `false` if `shutdown` came first.
+    async fn lead(&mut self, shutdown: &mut Shutdown) -> Result<bool, RuntimeError> {
+        let Some(store) = self.runner.checkpoints.clone() else {
+            self.lease = LeaseState::NotNeeded;
+            return Ok(true);
+        };
+        let holder = self
+            .runner
+            .config
+            .instance_id
+            .clone()
+            .unwrap_or_else(lease::instance_id);
+        let acquired = lease::acquire(
+            store.as_ref(),
+            lease::key(&self.group),
+            holder,
+            self.runner.config.leader_lease,
+            &self.runner.health,
+            shutdown,
+        )
+        .await?;
+        let Some(acquired) = acquired else {
+            return Ok(false);
+        };
+        self.lease = LeaseState::Leading(acquired);
+        self.runner.metrics.leading.set(1);
+        self.consumer = self
+            .runner
+            .transport
+            .subscribe(&self.group, &self.inputs)
+            .await?;
+        tracing::info!(service = self.runner.processor.name(), inputs = ?self.inputs, "consuming");
+        self.last_record = Instant::now();
+        self.unassigned_since = Some(Instant::now());
+        Ok(true)
+    }
+
+    /// Lets go of partitions the group is revoking (Kafka's eager protocol revokes the whole
+    /// assignment at every rebalance) only after everything read from them is processed,
+    /// acknowledged, checkpointed and committed: the next owner, or this instance again,
+    /// restores the checkpoint and starts exactly where this one stopped, re-reading nothing
+    /// (Kafka Streams' and Flink's behaviour; without it the new owner would re-process
+    /// everything since the last periodic checkpoint). A failed commit is not fatal: the
+    /// checkpoints hold the offsets, and a service without them re-reads records whose outputs
+    /// carry the same ids.
+    async fn hand_over(&mut self, revoked: Vec<TopicPartition>) -> Result<(), RuntimeError> {
+        while let Some(message) = self.held.pop_front() {
+            self.handle_and_maybe_commit(message).await?;
+        }
+        self.complete(true).await?;
+        self.save_checkpoints().await?;
+        if let Err(e) = self.commit_offsets().await {
+            tracing::warn!(error = %e,
+                "commit on revocation failed: the next owner starts from the checkpoints (or re-reads since the last commit)");
+        }
+        self.last_commit = Instant::now();
+        let mut handed = 0;
+        for tp in revoked {
+            if let Some(track) = self.partitions.remove(&tp) {
+                self.let_go_whole(&tp, &track);
+                handed += 1;
+            }
+            self.signal(&tp, PartitionState::Revoked)?;
+        }
+        self.complete(true).await?;
+        self.consumer.release()?;
+        self.runner.metrics.handovers.inc_by(handed);
+        tracing::info!(
+            service = self.runner.processor.name(),
+            partitions = handed,
+            "partitions handed over: processed, checkpointed and committed before letting go"
+        );
         Ok(())
     }
 

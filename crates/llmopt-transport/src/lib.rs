@@ -112,6 +112,20 @@ pub trait Consumer: Send {
     /// interval on Kafka; exact on the embedded log.
     async fn progress(&mut self) -> Result<Vec<PartitionProgress>, TransportError>;
 
+    /// Partitions the group is taking away from this member and waiting for it to let go of
+    /// ([`Consumer::release`]): the member still owns them, so it can finish what it read,
+    /// checkpoint and commit first (Kafka's `onPartitionsRevoked`). Empty on transports whose
+    /// group protocol moves partitions at once (the embedded log).
+    fn revoking(&self) -> Vec<TopicPartition> {
+        Vec::new()
+    }
+
+    /// Lets go of the partitions [`Consumer::revoking`] named, so the group's rebalance goes
+    /// on. A no-op when nothing is being revoked (or a newer assignment superseded it).
+    fn release(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
     /// Stops fetching the owned partitions while staying in the group (polls keep the member
     /// alive and return nothing from them): a long job runs meanwhile. Partitions assigned
     /// later arrive unpaused (librdkafka's rule), so a caller holding the pause pauses again

@@ -1,15 +1,15 @@
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::client_config;
@@ -27,9 +27,71 @@ const STATISTICS_INTERVAL_MS: &str = "1000";
 /// Lag from statistics costs no broker round trip: asking the broker for each partition's
 /// watermarks took ~250 ms per partition on tansu, long enough to stall a consumer of a few
 /// topics × 6 partitions for seconds every measurement.
+///
+/// It also holds revocations back until the runner has let go of the partitions (see
+/// [`Handover`]).
 pub struct RebalanceLogger {
     group: String,
     reading: Arc<Mutex<Reading>>,
+    handover: Arc<Handover>,
+}
+
+/// A revocation the group asked for and this member has not answered yet.
+///
+/// librdkafka waits for the application to unassign before the member rejoins, and the
+/// application may answer after the rebalance callback returned (within the rebalance
+/// timeout, `max.poll.interval.ms`). The callback runs inside the runner's own poll, so it
+/// cannot wait for the runner there: it parks the partitions here, wakes the poll, and the
+/// runner flushes, checkpoints and commits them before calling [`Consumer::release`].
+#[derive(Default)]
+struct Handover {
+    state: Mutex<HandoverState>,
+    /// Wakes a poll in progress when a revocation arrives.
+    revoked: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct HandoverState {
+    /// Partitions being revoked, owned until released.
+    revoking: Vec<TopicPartition>,
+    /// Leaving the group: revocations are answered at once (librdkafka's close waits for them).
+    closing: bool,
+}
+
+impl Handover {
+    fn lock(&self) -> MutexGuard<'_, HandoverState> {
+        // A poisoned lock only means a panic elsewhere while holding it; the partition list
+        // is still meaningful.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition {
+            topic: e.topic().to_string(),
+            partition: e.partition(),
+        })
+        .collect()
+}
+
+/// Gives up `partitions` (all of them under the eager protocol, which revokes the whole
+/// assignment at every rebalance).
+fn unassign<C: rdkafka::consumer::Consumer<RebalanceLogger>>(
+    consumer: &C,
+    partitions: &[TopicPartition],
+) -> Result<(), KafkaError> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => {
+            let mut tpl = TopicPartitionList::new();
+            for tp in partitions {
+                tpl.add_partition(&tp.topic, tp.partition);
+            }
+            consumer.incremental_unassign(&tpl)
+        }
+        _ => consumer.unassign(),
+    }
 }
 
 /// What the last statistics said about the assigned partitions.
@@ -95,16 +157,62 @@ impl ClientContext for RebalanceLogger {
 }
 
 impl ConsumerContext for RebalanceLogger {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned")
+    /// librdkafka's default handling, except that a revocation of partitions this member still
+    /// owns is parked until the runner releases it (see [`Handover`]). A lost assignment (the
+    /// session expired: another member may own the partitions already) and a revocation while
+    /// closing are answered at once, as is an error.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // A new assignment supersedes a revocation not released yet (librdkafka
+                // rejoins without waiting when a subscribed topic's metadata changes):
+                // releasing it afterwards would throw the new assignment away.
+                self.handover.lock().revoking.clear();
+                let assigned = match consumer.rebalance_protocol() {
+                    RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+                    _ => consumer.assign(tpl),
+                };
+                match assigned {
+                    Ok(()) => tracing::info!(group = %self.group, partitions = tpl.count(),
+                        "partitions assigned"),
+                    Err(e) => tracing::error!(group = %self.group, error = %e,
+                        "cannot take the assigned partitions"),
+                }
             }
-            Rebalance::Revoke(tpl) => {
-                tracing::info!(group = %self.group, partitions = tpl.count(), "partitions revoked")
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let partitions = partitions_of(tpl);
+                let lost = consumer.assignment_lost();
+                let mut handover = self.handover.lock();
+                if handover.closing || lost || partitions.is_empty() {
+                    drop(handover);
+                    if let Err(e) = unassign(consumer, &partitions) {
+                        tracing::error!(group = %self.group, error = %e, "cannot let go of partitions");
+                    }
+                    tracing::info!(group = %self.group, partitions = partitions.len(), lost,
+                        "partitions revoked");
+                    return;
+                }
+                for tp in partitions {
+                    if !handover.revoking.contains(&tp) {
+                        handover.revoking.push(tp);
+                    }
+                }
+                tracing::info!(group = %self.group, partitions = handover.revoking.len(),
+                    "partitions being revoked: letting go once what was read from them is checkpointed and committed");
+                drop(handover);
+                self.handover.revoked.notify_one();
             }
-            Rebalance::Error(e) => {
-                tracing::warn!(group = %self.group, error = %e, "rebalance error")
+            _ => {
+                let code: RDKafkaErrorCode = err.into();
+                tracing::warn!(group = %self.group, error = %code, "rebalance error");
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(group = %self.group, error = %e, "cannot let go of partitions");
+                }
             }
         }
     }
@@ -114,11 +222,24 @@ impl ConsumerContext for RebalanceLogger {
 pub struct KafkaConsumer {
     consumer: Arc<StreamConsumer<RebalanceLogger>>,
     reading: Arc<Mutex<Reading>>,
+    handover: Arc<Handover>,
     /// Progress asked of the broker for partitions the statistics do not cover (yet), and when.
     fetched: HashMap<TopicPartition, (Instant, PartitionProgress)>,
     /// Per partition: whether the last fetch after the last delivered record came back empty
     /// (librdkafka's partition EOF).
     at_end: HashMap<TopicPartition, bool>,
+}
+
+/// A consumer dropped without [`Consumer::close`] (its task aborted, say) still leaves the
+/// group: librdkafka's close, run by the drop, revokes the assignment and waits for the
+/// answer, which must come at once rather than be parked for a runner that is gone.
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        self.handover.lock().closing = true;
+        if let Err(e) = self.release() {
+            tracing::warn!(error = %e, "cannot let go of partitions while closing");
+        }
+    }
 }
 
 /// How long one broker question about a newly assigned partition may take.
@@ -172,9 +293,11 @@ impl KafkaConsumer {
         topics: &[String],
     ) -> Result<Self, TransportError> {
         let reading = Arc::new(Mutex::new(Reading::default()));
+        let handover = Arc::new(Handover::default());
         let context = RebalanceLogger {
             group: group.to_string(),
             reading: reading.clone(),
+            handover: handover.clone(),
         };
         let mut client = client_config::consumer(config, client_id, group);
         if client.get("statistics.interval.ms").is_none() {
@@ -190,6 +313,7 @@ impl KafkaConsumer {
         Ok(Self {
             consumer: Arc::new(consumer),
             reading,
+            handover,
             fetched: HashMap::new(),
             at_end: HashMap::new(),
         })
@@ -201,19 +325,29 @@ impl Consumer for KafkaConsumer {
     async fn poll(&mut self, timeout: Duration) -> Result<Option<InboundMessage>, TransportError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let received = loop {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Err(_) => return Ok(None),
-                Ok(Err(KafkaError::PartitionEOF(partition))) => {
-                    // The event names no topic: every owned topic's partition of that number
-                    // is marked (only a multi-topic consumer can be wrong, and only until its
-                    // next record from there).
-                    for tp in self.assignment()? {
-                        if tp.partition == partition {
-                            self.at_end.insert(tp, true);
+            let next = async {
+                tokio::select! {
+                    biased;
+                    received = self.consumer.recv() => Some(received),
+                    // A revocation to answer: the runner hands the partitions over first.
+                    _ = self.handover.revoked.notified() => None,
+                }
+            };
+            match tokio::time::timeout_at(deadline, next).await {
+                Err(_) | Ok(None) => return Ok(None),
+                Ok(Some(received)) => match received {
+                    Err(KafkaError::PartitionEOF(partition)) => {
+                        // The event names no topic: every owned topic's partition of that
+                        // number is marked (only a multi-topic consumer can be wrong, and only
+                        // until its next record from there).
+                        for tp in self.assignment()? {
+                            if tp.partition == partition {
+                                self.at_end.insert(tp, true);
+                            }
                         }
                     }
-                }
-                Ok(result) => break result.map_err(|e| TransportError::kafka("consume", e))?,
+                    result => break result.map_err(|e| TransportError::kafka("consume", e))?,
+                },
             }
         };
         self.at_end.insert(
@@ -268,6 +402,27 @@ impl Consumer for KafkaConsumer {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(e) => Err(TransportError::kafka("commit", e)),
         }
+    }
+
+    fn revoking(&self) -> Vec<TopicPartition> {
+        self.handover.lock().revoking.clone()
+    }
+
+    fn release(&mut self) -> Result<(), TransportError> {
+        let revoking = std::mem::take(&mut self.handover.lock().revoking);
+        if revoking.is_empty() {
+            return Ok(());
+        }
+        for tp in &revoking {
+            self.at_end.remove(tp);
+        }
+        unassign(self.consumer.as_ref(), &revoking)
+            .map_err(|e| TransportError::kafka("unassign", e))?;
+        tracing::info!(
+            partitions = revoking.len(),
+            "partitions released to the group"
+        );
+        Ok(())
     }
 
     fn pause(&mut self) -> Result<(), TransportError> {
@@ -360,7 +515,11 @@ impl Consumer for KafkaConsumer {
 
     async fn close(mut self: Box<Self>) -> Result<(), TransportError> {
         self.commit().await?;
-        let consumer = self.consumer;
+        // From here on revocations are answered at once: librdkafka's close waits for them.
+        self.handover.lock().closing = true;
+        self.release()?;
+        let consumer = Arc::clone(&self.consumer);
+        drop(self);
         // Dropping the last handle runs librdkafka's blocking close (leave group, final commit).
         tokio::task::spawn_blocking(move || {
             consumer.unsubscribe();
