@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::process::{Installation, ServiceProcess};
 use common::windows;
 use llmopt_aggregator::{Aggregator, AggregatorConfig};
 use llmopt_events::WindowAggregate;
@@ -191,11 +192,25 @@ async fn scale_out_and_in(
         "calls consumed by the survivors and the newcomer: {consumed:?}"
     );
 
-    let late = windows::read_all(transport.as_ref(), &names.name(LogicalTopic::TelemetryLate))
-        .await
-        .len();
+    assert_single_instance_windows(expected, transport.as_ref(), &names).await;
+}
+
+/// The windows and late records the scaled instances published against a single instance's
+/// windows: the same final content for every window, each emitted once, nothing late.
+async fn assert_single_instance_windows(
+    expected: BTreeMap<String, WindowAggregate>,
+    transport: &dyn Transport,
+    names: &TopicNames,
+) {
+    let late_events = windows::read_all(transport, &names.name(LogicalTopic::TelemetryLate)).await;
+    for event in late_events.iter().take(5) {
+        if let llmopt_events::AnyEvent::LlmCall(call) = event {
+            eprintln!("late: {}/{} at {}", call.app, call.route, call.event_time);
+        }
+    }
+    let late = late_events.len();
     let produced = windows::window_contents(
-        windows::read_all(transport.as_ref(), &names.name(LogicalTopic::Windows)).await,
+        windows::read_all(transport, &names.name(LogicalTopic::Windows)).await,
     );
     assert_eq!(late, 0, "events sent to the late topic");
     // A window emitted early and then revised would differ in its revision number.
@@ -553,4 +568,130 @@ async fn a_standby_replica_takes_over_a_crashed_single_instance_service() {
         took_over >= lease * 2 / 3,
         "took over {took_over:?} after the crash, before the lease ({lease:?}) expired"
     );
+}
+
+/// Inputs an `llmopt run` process consumed, and whether its last poll found every owned
+/// partition at its end, from its `/metrics`.
+fn consumed_and_idle(service: &ServiceProcess) -> (u64, bool) {
+    let metrics = service.metrics();
+    let values = |name: &'static str| -> Vec<f64> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .collect()
+    };
+    let consumed = values("llmopt_events_in_total").iter().sum::<f64>() as u64;
+    let idle = values("llmopt_consumer_idle").contains(&1.0);
+    (consumed, idle)
+}
+
+/// The same scale-out and scale-in with `llmopt run aggregator` processes on the broker and
+/// Redis: three share the group, one is killed with SIGKILL a third of the way and never comes
+/// back (its partitions move only once its session times out, and the survivors restore its
+/// last checkpoints and re-read what follows them), a new process joins at two thirds. The final
+/// windows are the single instance's, each emitted once, nothing late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregator_processes_killed_and_added_give_the_single_instance_windows() {
+    let config = AggregatorConfig {
+        idle_timeout_ms: 3_600_000,
+        ..AggregatorConfig::default()
+    };
+    let install = Installation::new(
+        "scale-processes",
+        "[transport]\npartitions = 6\n\n[transport.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n\
+         [aggregator]\nidle_timeout_ms = 3600000\n\n[runtime]\ncheckpoint_interval_ms = 1000\n",
+    );
+    let calls: Vec<_> = windows::calls().into_iter().take(60_000).collect();
+    let (expected, live_late) = windows::live_with(&calls, config);
+    assert_eq!(live_late, 0, "the input is on time");
+
+    let transport_config = TransportConfig {
+        topic_prefix: install.prefix.clone(),
+        partitions: windows::PARTITIONS,
+        kafka: common::kafka_config(),
+        ..TransportConfig::default()
+    };
+    let names = TopicNames::new(&transport_config);
+    let transport: Arc<dyn Transport> = Arc::new(
+        KafkaTransport::new(&transport_config.kafka, "scale-processes-test").expect("transport"),
+    );
+    transport
+        .ensure_topics(&names.all_specs())
+        .await
+        .expect("topics");
+    let input = names.name(LogicalTopic::Telemetry);
+    let records = windows::records(&calls);
+    let chunks: Vec<_> = records.chunks(1_000).collect();
+    // The first chunk is there before the processes join, so every partition is behind when
+    // assigned. (A partition assigned empty counts as caught up, and holds the watermark back
+    // only once it has delivered a record: a burst of 7 minutes of event time into empty
+    // partitions can then make the first records of the partition fetched last late.)
+    transport
+        .publish_batch(&input, chunks[0].to_vec())
+        .await
+        .expect("publish");
+    let mut instances: Vec<ServiceProcess> = (0..3)
+        .map(|_| install.spawn_service("aggregator", &[]))
+        .collect();
+    for instance in &instances {
+        instance.wait_ready(Duration::from_secs(60));
+    }
+
+    let (crash_at, join_at) = (chunks.len() / 3, 2 * chunks.len() / 3);
+    let mut victim_consumed = 0;
+    for (i, chunk) in chunks.into_iter().enumerate().skip(1) {
+        if i == crash_at {
+            let mut victim = instances.remove(1);
+            victim_consumed = consumed_and_idle(&victim).0;
+            victim.kill_9();
+        }
+        if i == join_at {
+            instances.push(install.spawn_service("aggregator", &[]));
+        }
+        transport
+            .publish_batch(&input, chunk.to_vec())
+            .await
+            .expect("publish");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Settled: the group committed everything (which it does only with checkpoints of
+    // everything processed), every process found its partitions at their end and nothing was
+    // consumed for two seconds.
+    let group = names.group("aggregator");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut last = Vec::new();
+    let mut quiet_since = Instant::now();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the processes never caught up: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now: Vec<(u64, bool)> = instances.iter().map(consumed_and_idle).collect();
+        let lag = transport
+            .group_lag(&group, std::slice::from_ref(&input))
+            .await
+            .unwrap_or(-1);
+        if now != last || lag != 0 || !now.iter().all(|(_, idle)| *idle) {
+            last = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= Duration::from_secs(2) {
+            break;
+        }
+    }
+    assert!(
+        victim_consumed > 0,
+        "the killed process had consumed records"
+    );
+    assert!(
+        last.iter().all(|(consumed, _)| *consumed > 0),
+        "every process still running consumed records (the newcomer got partitions): {last:?}"
+    );
+    assert_single_instance_windows(expected, transport.as_ref(), &names).await;
+    for instance in instances {
+        let log = instance.stop();
+        assert!(!log.contains("fenced off"), "{log}");
+    }
 }
