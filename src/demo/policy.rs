@@ -98,6 +98,8 @@ pub fn for_fleet(mut config: AppConfig, fleet: &FleetSpec) -> AppConfig {
             ..Matchers::default()
         },
         summary: None,
+        min_calls: None,
+        confidence: None,
     });
     config
 }

@@ -59,6 +59,8 @@ impl Default for DetectorConfig {
                     severity: Severity::Critical,
                     matchers: Matchers::default(),
                     summary: None,
+                    min_calls: None,
+                    confidence: Some(0.95),
                 },
                 SloRule {
                     name: "HighLatencyP95".into(),
@@ -69,6 +71,8 @@ impl Default for DetectorConfig {
                     severity: Severity::Warning,
                     matchers: Matchers::default(),
                     summary: None,
+                    min_calls: None,
+                    confidence: None,
                 },
             ],
             cooldown_ms: 300_000,
@@ -211,6 +215,18 @@ pub struct SloRule {
     /// `{op}`, `{threshold}`, `{for}`, `{windows}` (`window`/`windows`), `{severity}`.
     #[serde(default)]
     pub summary: Option<String>,
+    /// A window whose value stands on fewer calls than this (scored calls for quality) leaves
+    /// the rule as it was, like a window without data: a night-time window of a few calls is
+    /// neither evidence of a breach nor of recovery. `None`: the detector's `min_count` only.
+    #[serde(default)]
+    pub min_calls: Option<i64>,
+    /// For `error_rate`, a binomial proportion: judge the window by the Wilson score bound of its
+    /// rate at this one-sided confidence (e.g. 0.95) instead of the rate itself. A rule breaching
+    /// above its threshold then needs the lower bound above it (1 failure in 10 calls is not
+    /// above 5 % at 0.95; 2 in 10 are, and so are 60 in 1,000), one breaching below it the upper
+    /// bound below it. `None`: the observed rate, as Prometheus compares it.
+    #[serde(default)]
+    pub confidence: Option<f64>,
 }
 
 /// Summary of a rule alert when the rule sets none, e.g. `checkout/summarize openai/gpt-4o-mini
@@ -460,6 +476,29 @@ impl DetectorConfig {
                 rule.for_windows >= 1,
                 ">= 1",
             )?;
+            if let Some(min_calls) = rule.min_calls {
+                check(
+                    &format!("rules[{i}].min_calls"),
+                    min_calls as f64,
+                    min_calls >= 1,
+                    ">= 1",
+                )?;
+            }
+            if let Some(confidence) = rule.confidence {
+                check(
+                    &format!("rules[{i}].confidence"),
+                    confidence,
+                    confidence > 0.5 && confidence < 1.0,
+                    "0.5 < confidence < 1",
+                )?;
+                if rule.metric != Metric::ErrorRate {
+                    return Err(ConfigError::OutOfRange {
+                        field: format!("rules[{i}].confidence"),
+                        value: confidence,
+                        expected: "only error_rate rules take a confidence (a binomial proportion)",
+                    });
+                }
+            }
             if !names.insert(rule.name.as_str()) {
                 return Err(ConfigError::DuplicateRule(rule.name.clone()));
             }

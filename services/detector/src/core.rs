@@ -381,6 +381,7 @@ impl<B: BaselineDetector> Detector<B> {
             let verdict = rules::evaluate(
                 rule,
                 rule.metric.extract(window),
+                rule.metric.calls(window),
                 window.window_start,
                 streak,
             );

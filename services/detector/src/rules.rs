@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{SloRule, DEFAULT_RULE_SUMMARY};
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::config::{Comparison, SloRule, DEFAULT_RULE_SUMMARY};
 use crate::metrics::{Metric, SeriesKey};
 
 /// A run of consecutive windows in which a condition held.
@@ -62,18 +64,33 @@ impl RuleVerdict {
     }
 }
 
-/// Evaluates `rule` on `value` (the window's value of `rule.metric`, `None` without data) and
-/// advances its `streak` for the series.
+/// Evaluates `rule` on `value` (the window's value of `rule.metric`, `None` without data),
+/// which stands on `calls` calls (scored calls for quality), and advances its `streak` for the
+/// series.
 pub fn evaluate(
     rule: &SloRule,
     value: Option<f64>,
+    calls: i64,
     window_start: i64,
     streak: &mut Streak,
 ) -> RuleVerdict {
     let Some(value) = value else {
         return RuleVerdict::NoData;
     };
-    if rule.comparison.breaches(value, rule.threshold) {
+    if rule.min_calls.is_some_and(|min| calls < min) {
+        return RuleVerdict::NoData;
+    }
+    let judged = match rule.confidence {
+        Some(confidence) => {
+            let (lower, upper) = wilson_bounds(value, calls, confidence);
+            match rule.comparison {
+                Comparison::Gt | Comparison::Ge => lower,
+                Comparison::Lt | Comparison::Le => upper,
+            }
+        }
+        None => value,
+    };
+    if rule.comparison.breaches(judged, rule.threshold) {
         streak.hit(window_start);
         RuleVerdict::Breaching {
             value,
@@ -83,6 +100,26 @@ pub fn evaluate(
         streak.reset();
         RuleVerdict::Normal { value }
     }
+}
+
+/// The Wilson score interval of a proportion `rate` observed over `n` trials, each side at
+/// one-sided `confidence`: unlike `rate ± z·σ` it stays within [0, 1] and is honest for the
+/// small counts and rates near 0 that error rates are made of.
+pub fn wilson_bounds(rate: f64, n: i64, confidence: f64) -> (f64, f64) {
+    if n <= 0 {
+        return (0.0, 1.0);
+    }
+    let z = Normal::standard().inverse_cdf(confidence);
+    let n = n as f64;
+    let p = rate.clamp(0.0, 1.0);
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    let scale = 1.0 + z2 / n;
+    (
+        ((centre - spread) / scale).max(0.0),
+        ((centre + spread) / scale).min(1.0),
+    )
 }
 
 /// Labels every alert about `series` and `metric` carries; Alertmanager-style routing and
@@ -175,6 +212,8 @@ mod tests {
             severity: Severity::Critical,
             matchers: Matchers::default(),
             summary: None,
+            min_calls: None,
+            confidence: None,
         }
     }
 
@@ -191,10 +230,10 @@ mod tests {
     fn for_counts_consecutive_breaches_and_ignores_missing_data() {
         let r = rule(3);
         let mut streak = Streak::default();
-        assert!(!evaluate(&r, Some(0.1), 0, &mut streak).is_active(&r));
-        assert!(!evaluate(&r, Some(0.1), 60, &mut streak).is_active(&r));
-        assert_eq!(evaluate(&r, None, 120, &mut streak), RuleVerdict::NoData);
-        let v = evaluate(&r, Some(0.1), 180, &mut streak);
+        assert!(!evaluate(&r, Some(0.1), 100, 0, &mut streak).is_active(&r));
+        assert!(!evaluate(&r, Some(0.1), 100, 60, &mut streak).is_active(&r));
+        assert_eq!(evaluate(&r, None, 0, 120, &mut streak), RuleVerdict::NoData);
+        let v = evaluate(&r, Some(0.1), 100, 180, &mut streak);
         assert!(v.is_active(&r));
         assert_eq!(
             v,
@@ -207,10 +246,60 @@ mod tests {
             }
         );
         assert_eq!(
-            evaluate(&r, Some(0.01), 240, &mut streak),
+            evaluate(&r, Some(0.01), 100, 240, &mut streak),
             RuleVerdict::Normal { value: 0.01 }
         );
         assert_eq!(streak, Streak::default());
+    }
+
+    #[test]
+    fn an_error_rate_rule_with_a_confidence_needs_the_counts_behind_the_rate() {
+        let r = SloRule {
+            confidence: Some(0.95),
+            ..rule(1)
+        };
+        let breaches = |rate: f64, calls: i64| {
+            let mut streak = Streak::default();
+            evaluate(&r, Some(rate), calls, 0, &mut streak).is_active(&r)
+        };
+        // 1 failure in 10 calls is 10 %, but could well be a 1 % model's bad luck.
+        assert!(!breaches(0.1, 10));
+        assert!(breaches(0.2, 10));
+        assert!(breaches(0.06, 10_000));
+        assert!(!breaches(0.051, 1_000));
+        // Without a confidence the observed rate is compared, as Prometheus does.
+        let mut streak = Streak::default();
+        assert!(evaluate(&rule(1), Some(0.1), 10, 0, &mut streak).is_active(&rule(1)));
+    }
+
+    #[test]
+    fn wilson_bounds_match_the_textbook_and_stay_in_the_unit_interval() {
+        // 2 successes in 10 at 97.5 % per side (a 95 % two-sided interval): 0.057 to 0.510.
+        let (lower, upper) = wilson_bounds(0.2, 10, 0.975);
+        assert!((lower - 0.0567).abs() < 1e-3, "{lower}");
+        assert!((upper - 0.5098).abs() < 1e-3, "{upper}");
+        let (lower, upper) = wilson_bounds(0.0, 5, 0.95);
+        assert_eq!(lower, 0.0);
+        assert!(upper > 0.0 && upper < 1.0);
+        assert_eq!(wilson_bounds(0.3, 0, 0.95), (0.0, 1.0));
+    }
+
+    #[test]
+    fn a_window_below_min_calls_leaves_the_rule_as_it_was() {
+        let r = SloRule {
+            min_calls: Some(20),
+            ..rule(2)
+        };
+        let mut streak = Streak::default();
+        assert!(matches!(
+            evaluate(&r, Some(0.5), 100, 0, &mut streak),
+            RuleVerdict::Breaching { .. }
+        ));
+        assert_eq!(
+            evaluate(&r, Some(0.0), 5, 60, &mut streak),
+            RuleVerdict::NoData
+        );
+        assert!(evaluate(&r, Some(0.5), 100, 120, &mut streak).is_active(&r));
     }
 
     #[test]

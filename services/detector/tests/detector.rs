@@ -144,6 +144,8 @@ fn error_rate_rule(for_windows: u32) -> SloRule {
         severity: Severity::Critical,
         matchers: Matchers::default(),
         summary: None,
+        min_calls: None,
+        confidence: None,
     }
 }
 
