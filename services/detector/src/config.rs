@@ -60,7 +60,7 @@ impl Default for DetectorConfig {
                     matchers: Matchers::default(),
                     summary: None,
                     min_calls: None,
-                    confidence: Some(0.95),
+                    confidence: None,
                 },
                 SloRule {
                     name: "HighLatencyP95".into(),
