@@ -112,18 +112,23 @@ async fn aggregators_scaled_out_and_in_give_the_single_instance_windows() {
     scale_out_and_in(transport, names, 1_000, AggregatorConfig::default()).await;
 }
 
-/// The same on the broker, where every move waits for a rebalance (a few seconds on tansu).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_kafka_aggregators_scaled_out_and_in_give_the_single_instance_windows() {
+/// Topic names under `prefix` (six partitions) and a client of the test broker.
+fn on_kafka(prefix: &str) -> (TopicNames, Arc<dyn Transport>) {
     let config = TransportConfig {
-        topic_prefix: format!("{}.", common::unique("scale-out")),
+        topic_prefix: prefix.to_string(),
         partitions: windows::PARTITIONS,
         kafka: common::kafka_config(),
         ..TransportConfig::default()
     };
-    let names = TopicNames::new(&config);
     let transport: Arc<dyn Transport> =
         Arc::new(KafkaTransport::new(&config.kafka, "scale-out-test").expect("transport"));
+    (TopicNames::new(&config), transport)
+}
+
+/// The same on the broker, where every move waits for a rebalance (a few seconds on tansu).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_aggregators_scaled_out_and_in_give_the_single_instance_windows() {
+    let (names, transport) = on_kafka(&format!("{}.", common::unique("scale-out")));
     // About 240× real time: 2,000 calls are 72 s of event time. The event-time idle rule is
     // scaled with the pace: 5 minutes of event time would be 1.25 s here, less than the
     // broker's fetch jitter between partitions (a partition whose fetch came back empty while
@@ -318,15 +323,7 @@ impl Processor for SlowCounter {
 /// letting go, so no record is processed twice and the moved counts are exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_kafka_a_revoked_partition_is_handed_over_at_the_last_record_processed() {
-    let config = TransportConfig {
-        topic_prefix: format!("{}.", common::unique("handover")),
-        partitions: windows::PARTITIONS,
-        kafka: common::kafka_config(),
-        ..TransportConfig::default()
-    };
-    let names = TopicNames::new(&config);
-    let transport: Arc<dyn Transport> =
-        Arc::new(KafkaTransport::new(&config.kafka, "handover-test").expect("transport"));
+    let (names, transport) = on_kafka(&format!("{}.", common::unique("handover")));
     transport
         .ensure_topics(&names.all_specs())
         .await
@@ -606,16 +603,7 @@ async fn aggregator_processes_killed_and_added_give_the_single_instance_windows(
     let (expected, live_late) = windows::live_with(&calls, config);
     assert_eq!(live_late, 0, "the input is on time");
 
-    let transport_config = TransportConfig {
-        topic_prefix: install.prefix.clone(),
-        partitions: windows::PARTITIONS,
-        kafka: common::kafka_config(),
-        ..TransportConfig::default()
-    };
-    let names = TopicNames::new(&transport_config);
-    let transport: Arc<dyn Transport> = Arc::new(
-        KafkaTransport::new(&transport_config.kafka, "scale-processes-test").expect("transport"),
-    );
+    let (names, transport) = on_kafka(&install.prefix);
     transport
         .ensure_topics(&names.all_specs())
         .await
