@@ -259,7 +259,26 @@ mod tests {
     use llmopt_state::memory::MemoryStore;
 
     use super::*;
-    use crate::shutdown;
+    use crate::shutdown::{self, Shutdown};
+
+    /// `holder` asks for group `g`'s lease until it leads (`Some`) or `shutdown` comes.
+    async fn lease_for(
+        store: &dyn StateStore,
+        holder: &str,
+        ttl: Duration,
+        shutdown: &mut Shutdown,
+    ) -> Option<Lease> {
+        acquire(
+            store,
+            key("g"),
+            holder.into(),
+            ttl,
+            &Health::new(),
+            shutdown,
+        )
+        .await
+        .expect("acquire")
+    }
 
     #[test]
     fn records_round_trip_and_foreign_bytes_are_unreadable() {
@@ -276,39 +295,21 @@ mod tests {
     #[tokio::test]
     async fn a_standby_takes_over_only_once_the_leader_stops_renewing() {
         let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-        let health = Health::new();
         let (_keep, mut signal) = shutdown::channel();
         let ttl = Duration::from_millis(300);
-        let mut leader = acquire(
-            store.as_ref(),
-            key("g"),
-            "a".into(),
-            ttl,
-            &health,
-            &mut signal,
-        )
-        .await
-        .expect("acquire")
-        .expect("leading");
+        let mut leader = lease_for(store.as_ref(), "a", ttl, &mut signal)
+            .await
+            .expect("leading");
 
         // While the leader renews, the standby keeps waiting.
         let standby = {
             let store = store.clone();
             tokio::spawn(async move {
-                let health = Health::new();
                 let (_keep, mut signal) = shutdown::channel();
                 let started = Instant::now();
-                let lease = acquire(
-                    store.as_ref(),
-                    key("g"),
-                    "b".into(),
-                    ttl,
-                    &health,
-                    &mut signal,
-                )
-                .await
-                .expect("acquire")
-                .expect("leading");
+                let lease = lease_for(store.as_ref(), "b", ttl, &mut signal)
+                    .await
+                    .expect("leading");
                 (lease, started.elapsed())
             })
         };
@@ -339,47 +340,20 @@ mod tests {
     #[tokio::test]
     async fn a_released_lease_is_taken_at_once_and_shutdown_ends_the_wait() {
         let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-        let health = Health::new();
         let (_keep, mut signal) = shutdown::channel();
         let ttl = Duration::from_secs(60);
-        let leader = acquire(
-            store.as_ref(),
-            key("g"),
-            "a".into(),
-            ttl,
-            &health,
-            &mut signal,
-        )
-        .await
-        .expect("acquire")
-        .expect("leading");
+        let leader = lease_for(store.as_ref(), "a", ttl, &mut signal)
+            .await
+            .expect("leading");
 
         let (stop, mut stopping) = shutdown::channel();
         stop.trigger();
-        let waiting = acquire(
-            store.as_ref(),
-            key("g"),
-            "b".into(),
-            ttl,
-            &health,
-            &mut stopping,
-        )
-        .await
-        .expect("acquire");
+        let waiting = lease_for(store.as_ref(), "b", ttl, &mut stopping).await;
         assert!(waiting.is_none(), "a live leader's lease was taken");
 
         leader.release(store.as_ref()).await;
         let started = Instant::now();
-        let next = acquire(
-            store.as_ref(),
-            key("g"),
-            "b".into(),
-            ttl,
-            &health,
-            &mut signal,
-        )
-        .await
-        .expect("acquire");
+        let next = lease_for(store.as_ref(), "b", ttl, &mut signal).await;
         assert!(next.is_some());
         assert!(started.elapsed() < Duration::from_secs(1));
     }
@@ -387,32 +361,14 @@ mod tests {
     #[tokio::test]
     async fn a_restarted_leader_takes_its_own_lease_back_at_once() {
         let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-        let health = Health::new();
         let (_keep, mut signal) = shutdown::channel();
         let ttl = Duration::from_secs(60);
         // Killed without releasing: the record still says "held by a".
-        let _crashed = acquire(
-            store.as_ref(),
-            key("g"),
-            "a".into(),
-            ttl,
-            &health,
-            &mut signal,
-        )
-        .await
-        .expect("acquire")
-        .expect("leading");
+        let _crashed = lease_for(store.as_ref(), "a", ttl, &mut signal)
+            .await
+            .expect("leading");
         let started = Instant::now();
-        let restarted = acquire(
-            store.as_ref(),
-            key("g"),
-            "a".into(),
-            ttl,
-            &health,
-            &mut signal,
-        )
-        .await
-        .expect("acquire");
+        let restarted = lease_for(store.as_ref(), "a", ttl, &mut signal).await;
         assert!(restarted.is_some());
         assert!(started.elapsed() < Duration::from_secs(1));
     }
