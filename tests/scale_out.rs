@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::process::{Installation, ServiceProcess};
+use common::process::{http_get, wait_for, Installation, ServiceProcess};
 use common::windows;
 use llmopt_aggregator::{Aggregator, AggregatorConfig};
 use llmopt_events::WindowAggregate;
@@ -522,7 +522,10 @@ async fn a_standby_replica_takes_over_a_crashed_single_instance_service() {
     tokio::time::sleep(3 * lease).await;
     assert_eq!(leader.0.leading.get(), 1, "the first replica leads");
     assert_eq!(standby.0.leading.get(), 0, "the second replica waits");
-    assert!(!standby.1.is_ready(), "a standby is not ready");
+    assert!(
+        standby.1.is_standby() && standby.1.is_ready(),
+        "a standby reports itself ready as a standby (a rollout can go on)"
+    );
     assert_eq!(
         processed.load(Ordering::SeqCst),
         3_000,
@@ -548,6 +551,10 @@ async fn a_standby_replica_takes_over_a_crashed_single_instance_service() {
     }
     let took_over = crashed_at.elapsed();
     assert_eq!(standby.0.leading.get(), 1, "the standby leads");
+    assert!(
+        !standby.1.is_standby(),
+        "the new leader is no standby any more"
+    );
     standby.2.trigger();
     let (core, _) = standby.3.await.expect("task").expect("runner");
     assert_eq!(
@@ -611,14 +618,9 @@ async fn aggregator_processes_killed_and_added_give_the_single_instance_windows(
     let input = names.name(LogicalTopic::Telemetry);
     let records = windows::records(&calls);
     let chunks: Vec<_> = records.chunks(1_000).collect();
-    // The first chunk is there before the processes join, so every partition is behind when
-    // assigned. (A partition assigned empty counts as caught up, and holds the watermark back
-    // only once it has delivered a record: a burst of 7 minutes of event time into empty
-    // partitions can then make the first records of the partition fetched last late.)
-    transport
-        .publish_batch(&input, chunks[0].to_vec())
-        .await
-        .expect("publish");
+    // The processes join while every partition is empty: a partition that has delivered
+    // nothing yet is judged by its own event time, so the first burst, 7 minutes of event time
+    // fetched one partition after another, makes nothing late.
     let mut instances: Vec<ServiceProcess> = (0..3)
         .map(|_| install.spawn_service("aggregator", &[]))
         .collect();
@@ -628,7 +630,7 @@ async fn aggregator_processes_killed_and_added_give_the_single_instance_windows(
 
     let (crash_at, join_at) = (chunks.len() / 3, 2 * chunks.len() / 3);
     let mut victim_consumed = 0;
-    for (i, chunk) in chunks.into_iter().enumerate().skip(1) {
+    for (i, chunk) in chunks.into_iter().enumerate() {
         if i == crash_at {
             let mut victim = instances.remove(1);
             victim_consumed = consumed_and_idle(&victim).0;
@@ -682,4 +684,61 @@ async fn aggregator_processes_killed_and_added_give_the_single_instance_windows(
         let log = instance.stop();
         assert!(!log.contains("fenced off"), "{log}");
     }
+}
+
+/// The chart's hot standby, as processes on the broker and Redis: a second `llmopt run
+/// detector` under another instance id answers `/ready` with 200 and the body `standby` (so a
+/// rollout or a disruption budget counts it as available) and does not lead; once the leader is
+/// killed with SIGKILL it takes over when the lease runs out, and then answers `ready` and leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_detector_process_is_ready_as_a_standby_and_leads_after_the_leader_is_killed() {
+    let install = Installation::new(
+        "standby-process",
+        "[transport]\npartitions = 2\n\n[runtime]\nleader_lease_ms = 3000\n",
+    );
+    let (names, transport) = on_kafka(&install.prefix);
+    transport
+        .ensure_topics(&names.all_specs())
+        .await
+        .expect("topics");
+    let leading = |service: &ServiceProcess| -> Option<f64> {
+        service
+            .metrics()
+            .lines()
+            .find(|l| l.starts_with("llmopt_leader"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let ready_body = |service: &ServiceProcess| http_get(service.port, "/ready");
+
+    let mut leader = install.spawn_service("detector", &[("LLMOPT_INSTANCE_ID", "detector-a")]);
+    leader.wait_ready(Duration::from_secs(60));
+    assert_eq!(leading(&leader), Some(1.0), "the first replica leads");
+    let standby = install.spawn_service("detector", &[("LLMOPT_INSTANCE_ID", "detector-b")]);
+    standby.wait_ready(Duration::from_secs(60));
+    assert_eq!(
+        ready_body(&standby),
+        Some((200, "standby".to_string())),
+        "the second replica is ready as a standby"
+    );
+    assert_eq!(leading(&standby), Some(0.0), "the standby does not lead");
+    assert_eq!(ready_body(&leader), Some((200, "ready".to_string())));
+
+    leader.kill_9();
+    let killed_at = Instant::now();
+    wait_for("the standby to lead", Duration::from_secs(60), || {
+        leading(&standby) == Some(1.0) && ready_body(&standby) == Some((200, "ready".to_string()))
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            std::fs::read_to_string(&standby.log).unwrap_or_default()
+        )
+    });
+    let took_over = killed_at.elapsed();
+    assert!(
+        took_over >= Duration::from_millis(2_000),
+        "the standby waited for the lease to run out (3 s, judged from its last look): {took_over:?}"
+    );
+    let log = standby.stop();
+    assert!(log.contains("taking over"), "{log}");
 }

@@ -1,6 +1,6 @@
 //! Event-time watermarks: per input partition, combined over the partitions that are not idle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use llmopt_runtime::PartitionState;
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// A partition's windows close at its *closing watermark* ([`WatermarkTracker::closing`]): its
 /// own watermark while it holds the operator watermark, the larger of the two when it does not
-/// (it is idle), and never below where it closed before. Its windows close by its own event
+/// (it is idle), and never below where it closed before; a partition that has delivered nothing
+/// yet closes nothing until its first record or an idle report. Its windows close by its own event
 /// time alone (Kafka Streams' per-task stream time): which other partitions an instance owns,
 /// how their reads interleave, and how far ahead they are when a partition moves in, does not
 /// change them; the operator watermark closes the windows of idle partitions, so a quiet series
@@ -38,6 +39,10 @@ pub struct WatermarkTracker {
     idle_timeout_ms: i64,
     state: WatermarkState,
     reported: BTreeMap<i32, PartitionState>,
+    /// Partitions reported read to their end whose first record here is the last one they
+    /// delivered, with no report since: they hold the watermark (see
+    /// [`WatermarkTracker::observe`]).
+    fresh: BTreeSet<i32>,
     /// Max event time over all partitions (derived from `state`).
     global_max: Option<i64>,
 }
@@ -63,6 +68,7 @@ impl WatermarkTracker {
             idle_timeout_ms,
             state: WatermarkState::default(),
             reported: BTreeMap::new(),
+            fresh: BTreeSet::new(),
             global_max: None,
         }
     }
@@ -78,6 +84,7 @@ impl WatermarkTracker {
             idle_timeout_ms,
             state,
             reported: BTreeMap::new(),
+            fresh: BTreeSet::new(),
             global_max,
         }
     }
@@ -87,12 +94,28 @@ impl WatermarkTracker {
     }
 
     /// Records an event of `partition` at `event_time_ms` and returns the operator watermark.
+    ///
+    /// The first record here of a partition the runtime reported read to its end (empty when
+    /// assigned) makes it hold the watermark until its next record or report, however far
+    /// behind the others it is: it has just started delivering (a burst fetched one partition
+    /// after another), it is not idle. The runner reports such a partition behind right after
+    /// that record, once it has learnt the partition's new end.
     pub fn observe(&mut self, partition: i32, event_time_ms: i64) -> Option<i64> {
-        if let Some(reported) = self.reported.get_mut(&partition) {
+        let reported = self.reported.get_mut(&partition);
+        let read_to_end = matches!(
+            reported.as_deref(),
+            Some(PartitionState::CaughtUp | PartitionState::Idle)
+        );
+        if let Some(reported) = reported {
             // An event wakes an idle partition: it holds the watermark again.
             if *reported == PartitionState::Idle {
                 *reported = PartitionState::CaughtUp;
             }
+        }
+        if read_to_end && !self.state.partitions.contains_key(&partition) {
+            self.fresh.insert(partition);
+        } else {
+            self.fresh.remove(&partition);
         }
         let max = self
             .state
@@ -111,6 +134,7 @@ impl WatermarkTracker {
     /// advance (a partition caught up or went idle) but never goes back. A revoked partition
     /// is forgotten.
     pub fn report(&mut self, partition: i32, state: PartitionState) -> Option<i64> {
+        self.fresh.remove(&partition);
         if state == PartitionState::Revoked {
             self.reported.remove(&partition);
             self.state.partitions.remove(&partition);
@@ -149,6 +173,9 @@ impl WatermarkTracker {
 
     /// Whether `partition`, whose max event time is `max`, holds the operator watermark back.
     fn holds(&self, partition: i32, max: i64, global_max: i64) -> bool {
+        if self.fresh.contains(&partition) {
+            return true;
+        }
         match self.reported.get(&partition) {
             Some(PartitionState::Behind) => true,
             Some(PartitionState::Idle) => false,
@@ -199,12 +226,19 @@ impl WatermarkTracker {
     }
 
     /// Where `partition`'s windows close (`None` while nothing is known): its own watermark,
-    /// or the operator watermark if that is larger and the partition does not hold it (idle, or
-    /// not seen and not behind), but never below its floor.
+    /// or the operator watermark if that is larger and the partition does not hold it (idle),
+    /// but never below its floor.
+    ///
+    /// A partition that has delivered nothing here (and brought no checkpoint) has no event time
+    /// of its own yet: until the runtime reports it idle, its first records are judged by their
+    /// own time, not by how far the other partitions have gone. Otherwise a burst written into
+    /// every partition, fetched one partition after another, would make the first records of a
+    /// partition that was empty when assigned late (Kafka Streams' per-task stream time starts
+    /// at the task's first record the same way).
     pub fn closing(&self, partition: i32) -> Option<i64> {
         let holds = match (self.state.partitions.get(&partition), self.global_max) {
             (Some(&max), Some(global_max)) => self.holds(partition, max, global_max),
-            _ => self.reported.get(&partition) == Some(&PartitionState::Behind),
+            _ => self.reported.get(&partition) != Some(&PartitionState::Idle),
         };
         [
             self.partition_watermark(partition),
@@ -332,13 +366,21 @@ mod tests {
         assert_eq!(w.closing(1), Some(195_000), "ahead: its own time");
         w.report(0, PartitionState::Idle);
         assert_eq!(w.close(0), Some(195_000), "idle: the operator watermark");
+        assert_eq!(w.closing(7), None, "unseen: closes nothing yet");
+        w.report(7, PartitionState::CaughtUp);
         assert_eq!(
             w.closing(7),
-            Some(195_000),
-            "unseen: the operator watermark"
+            None,
+            "caught up (empty), nothing read: its own time, none yet"
         );
         w.report(7, PartitionState::Behind);
         assert_eq!(w.closing(7), None, "behind, nothing read: closes nothing");
+        w.report(7, PartitionState::Idle);
+        assert_eq!(
+            w.closing(7),
+            Some(195_000),
+            "idle, nothing read: the operator watermark"
+        );
         // Partition 0 wakes up: it holds again, but what it closed stays closed.
         w.observe(0, 150_000);
         assert_eq!(w.closing(0), Some(195_000));
@@ -382,8 +424,8 @@ mod tests {
         ahead.report(2, PartitionState::Revoked);
         assert_eq!(
             ahead.closing(2),
-            Some(1_995_000),
-            "forgotten: unseen, not behind"
+            None,
+            "forgotten: its own time again, none until its next record or checkpoint"
         );
     }
 

@@ -338,3 +338,43 @@ fn a_partition_revoked_and_assigned_back_resumes_from_its_checkpoint() {
     );
     assert_eq!(result.of_apps(&["app-1"]), expected.of_apps(&["app-1"]));
 }
+
+/// Every partition assigned while empty (the runtime reports it caught up), then a burst of
+/// seven minutes of event time written into all of them and fetched one partition after the
+/// other, as a consumer's fetches of a fresh burst arrive: the first record of each partition
+/// fetched later is older than what the first partition delivered, but not late, because a
+/// partition that has delivered nothing yet is judged by its own event time (the runner reports
+/// it behind only once that record has told it about the new end).
+#[test]
+fn a_burst_into_partitions_assigned_empty_makes_nothing_late() {
+    let burst = 210; // a call every 2 s: seven minutes
+    let logs: Vec<Vec<Input>> = logs(1)
+        .into_iter()
+        .map(|mut log| {
+            log.truncate(burst);
+            log
+        })
+        .collect();
+    let live = live(&logs);
+    assert_eq!(live.late, 0);
+
+    let mut core = Aggregator::new(AggregatorConfig::default()).expect("config");
+    let mut fetched = Result::default();
+    for p in 0..PARTITIONS {
+        fetched.take(core.on_partition(LogicalTopic::Telemetry, p, PartitionState::CaughtUp));
+    }
+    for (p, log) in logs.iter().enumerate() {
+        let p = p as i32;
+        // As the runner does: a partition read to its end is caught up until a record of it
+        // arrives; after that first record it is behind until read to its end again.
+        for (i, input) in log.iter().enumerate() {
+            fetched.take(core.process(input));
+            if i == 0 {
+                fetched.take(core.on_partition(LogicalTopic::Telemetry, p, PartitionState::Behind));
+            }
+        }
+        fetched.take(core.on_partition(LogicalTopic::Telemetry, p, PartitionState::CaughtUp));
+    }
+    fetched.take(core.flush());
+    assert_same_windows(&live, &fetched, "a burst into empty partitions");
+}
