@@ -242,8 +242,8 @@ def check(manifests, chart, values_file=None):
             fail(f"HorizontalPodAutoscaler/{hpa['metadata']['name']}: target {ref['name']} is not rendered")
         elif "replicas" in next(d for d in deployments if d["metadata"]["name"] == ref["name"])["spec"]:
             fail(f"Deployment/{ref['name']}: sets replicas although an HPA scales it")
-        if not ref["name"].endswith("-ingest"):
-            fail(f"HorizontalPodAutoscaler on {ref['name']}: only ingest is horizontally scalable")
+        if not ref["name"].endswith(("-ingest", "-aggregator")):
+            fail(f"HorizontalPodAutoscaler on {ref['name']}: only ingest and the aggregator scale horizontally")
 
     # ServiceMonitor: no schema in kubernetes-validate, so its required fields are checked here.
     for sm in by_kind.get("ServiceMonitor", []):

@@ -60,7 +60,12 @@ async fn health_handler(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
-    status(s.health.is_ready(), "ready")
+    let what = if s.health.is_standby() {
+        "standby"
+    } else {
+        "ready"
+    };
+    status(s.health.is_ready(), what)
 }
 
 async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {

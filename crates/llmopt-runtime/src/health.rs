@@ -9,6 +9,7 @@ pub struct Health {
     live: AtomicBool,
     ready: AtomicBool,
     idle: AtomicBool,
+    standby: AtomicBool,
     handled: AtomicU64,
 }
 
@@ -19,6 +20,7 @@ impl Health {
             live: AtomicBool::new(true),
             ready: AtomicBool::new(false),
             idle: AtomicBool::new(false),
+            standby: AtomicBool::new(false),
             handled: AtomicU64::new(0),
         }
     }
@@ -47,9 +49,23 @@ impl Health {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Whether `/ready` answers 200.
+    /// Whether `/ready` answers 200: caught up, or a standby waiting for its group's lease.
+    ///
+    /// A standby counts as ready the way Kubernetes' own leader-elected controllers do: it
+    /// has nothing to catch up on, it is ready to take over, and a Deployment running a leader
+    /// and a standby could not roll or keep a disruption budget if a standby were never ready.
+    /// [`Health::is_standby`] and `llmopt_leader` tell the two apart.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) || self.is_standby()
+    }
+
+    /// Whether this instance waits as a standby while another instance leads its group.
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Relaxed);
     }
 
     /// Marks the runner ready or not.
@@ -60,6 +76,7 @@ impl Health {
     /// Marks the process as shutting down: neither live nor ready.
     pub fn set_stopping(&self) {
         self.ready.store(false, Ordering::Relaxed);
+        self.standby.store(false, Ordering::Relaxed);
         self.live.store(false, Ordering::Relaxed);
     }
 }

@@ -138,6 +138,7 @@ pub(crate) async fn acquire(
                                 "standby: another instance leads; taking over if it stops renewing its lease");
                         }
                         let expired = since.elapsed() >= Duration::from_millis(record.ttl_ms);
+                        health.set_standby(!expired);
                         if expired {
                             tracing::warn!(
                                 key,
@@ -160,6 +161,7 @@ pub(crate) async fn acquire(
         };
         match attempt.await {
             Ok(Some(version)) => {
+                health.set_standby(false);
                 tracing::info!(key, holder, "leading: this instance holds the lease");
                 let now = Instant::now();
                 return Ok(Some(Lease {
@@ -179,7 +181,10 @@ pub(crate) async fn acquire(
         }
         tokio::select! {
             biased;
-            _ = shutdown.wait() => return Ok(None),
+            _ = shutdown.wait() => {
+                health.set_standby(false);
+                return Ok(None);
+            }
             _ = tokio::time::sleep(retry_interval(ttl)) => {}
         }
     }
