@@ -10,12 +10,15 @@
 #   loadtest/run.sh chaos [--duration SIM_SECONDS] [--rounds N] [--seed S]
 #       the loop in lock-step twice, uninterrupted and with every service killed -9 in N rounds
 #       and Redis restarted; every record of every topic compared (starts its own Redis)
+#   loadtest/run.sh scale [--duration SIM_SECONDS] [--rate EVENTS_PER_S] [--instances N]
+#       ingest and the aggregator as processes, once with one aggregator and once with N
+#       (one killed -9 for good at 1/3, one added at 2/3); every window compared, nothing late
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 trap llmopt_services_down EXIT
 mode=transport
-if [[ ${1:-} =~ ^(transport|pipeline|restart|chaos)$ ]]; then mode=$1; shift; fi
+if [[ ${1:-} =~ ^(transport|pipeline|restart|chaos|scale)$ ]]; then mode=$1; shift; fi
 llmopt_python_env
 llmopt_broker_up
 if [[ $mode != transport ]]; then

@@ -52,13 +52,13 @@ pub struct ChaosRun {
 }
 
 /// A record topic as read back: CloudEvent id → the distinct values published under it.
-type Records = BTreeMap<String, BTreeSet<Vec<u8>>>;
+pub(crate) type Records = BTreeMap<String, BTreeSet<Vec<u8>>>;
 
 /// A topic as read back, with how many records it held (a crash publishes some again).
-struct Topic {
-    logical: LogicalTopic,
-    records: Records,
-    messages: usize,
+pub(crate) struct Topic {
+    pub(crate) logical: LogicalTopic,
+    pub(crate) records: Records,
+    pub(crate) messages: usize,
 }
 
 /// What one run published.
@@ -163,7 +163,7 @@ impl ChaosRun {
         let dir = std::env::temp_dir().join(format!("llmopt-chaos-{suffix}-{label}"));
         std::fs::create_dir_all(dir.join("redis"))?;
         let config = dir.join("llmopt.toml");
-        std::fs::write(&config, self.fleet_config()?)?;
+        std::fs::write(&config, fleet_config(&self.pipeline.llmopt, "")?)?;
         // The default scenario, run for as long as asked: its incidents, then quiet traffic.
         let scenario = dir.join("scenario.toml");
         let longer = Scenario {
@@ -265,7 +265,7 @@ impl ChaosRun {
             &std::fs::read_to_string(&report).context("loadgen's report")?,
         )?["fingerprint"]
             .clone();
-        let topics = self.read_back(&prefix)?;
+        let topics = read_topics(&self.pipeline.bootstrap, &prefix, &COMPARED)?;
         drop(services);
         drop(redis);
         eprintln!(
@@ -281,81 +281,85 @@ impl ChaosRun {
             topics,
         })
     }
+}
 
-    /// What `llmopt loadgen --print-config` prints (the fleet's prices, rules and policies),
-    /// with a short fetch wait so idle consumers answer lock-step quickly.
-    fn fleet_config(&self) -> anyhow::Result<String> {
-        let out = Command::new(&self.pipeline.llmopt)
-            .args(["loadgen", "--print-config"])
-            .env_remove("LLMOPT_CONFIG")
-            .output()
-            .context("llmopt loadgen --print-config")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(format!(
-            "[transport.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n{}",
-            String::from_utf8(out.stdout)?
-        ))
-    }
+/// What `llmopt loadgen --print-config` prints (the fleet's prices, rules and policies),
+/// with a short fetch wait so idle consumers answer quickly, and `extra` TOML after it.
+pub(crate) fn fleet_config(llmopt: &Path, extra: &str) -> anyhow::Result<String> {
+    let out = Command::new(llmopt)
+        .args(["loadgen", "--print-config"])
+        .env_remove("LLMOPT_CONFIG")
+        .output()
+        .context("llmopt loadgen --print-config")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(format!(
+        "[transport.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n{}{extra}",
+        String::from_utf8(out.stdout)?
+    ))
+}
 
-    /// Every compared topic of the installation `prefix`, read to its end.
-    fn read_back(&self, prefix: &str) -> anyhow::Result<Vec<Topic>> {
-        let kafka = KafkaConfig {
-            bootstrap_servers: self.pipeline.bootstrap.clone(),
-            ..KafkaConfig::default()
-        };
-        let names = TopicNames::new(&TransportConfig {
-            topic_prefix: prefix.to_string(),
-            ..TransportConfig::default()
-        });
-        let transport = KafkaTransport::new(&kafka, "llmopt-loadtest-chaos")?;
-        let runtime = tokio::runtime::Handle::current();
-        COMPARED
-            .iter()
-            .map(|&topic| {
-                let name = names.name(topic);
-                // The load test drives processes synchronously from the runtime's thread.
-                let read = llmopt_transport::read_topic(&transport, &name, "chaos");
-                let messages = tokio::task::block_in_place(|| runtime.block_on(read))
-                    .with_context(|| format!("reading {name}"))?;
-                let mut records = Records::new();
-                let count = messages.len();
-                for m in messages {
-                    let id = m
-                        .headers
-                        .iter()
-                        .find(|(k, _)| k == "ce_id")
-                        .and_then(|(_, v)| v.clone())
-                        .with_context(|| format!("a record of {name} without ce_id"))?;
-                    records
-                        .entry(String::from_utf8_lossy(&id).into_owned())
-                        .or_default()
-                        .insert(m.value.unwrap_or_default());
-                }
-                Ok(Topic {
-                    logical: topic,
-                    records,
-                    messages: count,
-                })
+/// `topics` of the installation `prefix` on `bootstrap`, each read to its end.
+pub(crate) fn read_topics(
+    bootstrap: &str,
+    prefix: &str,
+    topics: &[LogicalTopic],
+) -> anyhow::Result<Vec<Topic>> {
+    let kafka = KafkaConfig {
+        bootstrap_servers: bootstrap.to_string(),
+        ..KafkaConfig::default()
+    };
+    let names = TopicNames::new(&TransportConfig {
+        topic_prefix: prefix.to_string(),
+        ..TransportConfig::default()
+    });
+    let transport = KafkaTransport::new(&kafka, "llmopt-loadtest-chaos")?;
+    let runtime = tokio::runtime::Handle::current();
+    topics
+        .iter()
+        .map(|&topic| {
+            let name = names.name(topic);
+            // The load test drives processes synchronously from the runtime's thread.
+            let read = llmopt_transport::read_topic(&transport, &name, "chaos");
+            let messages = tokio::task::block_in_place(|| runtime.block_on(read))
+                .with_context(|| format!("reading {name}"))?;
+            let mut records = Records::new();
+            let count = messages.len();
+            for m in messages {
+                let id = m
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "ce_id")
+                    .and_then(|(_, v)| v.clone())
+                    .with_context(|| format!("a record of {name} without ce_id"))?;
+                records
+                    .entry(String::from_utf8_lossy(&id).into_owned())
+                    .or_default()
+                    .insert(m.value.unwrap_or_default());
+            }
+            Ok(Topic {
+                logical: topic,
+                records,
+                messages: count,
             })
-            .collect()
-    }
+        })
+        .collect()
 }
 
 /// How a run's records differ from the reference's.
-struct Diff {
-    missing: Vec<String>,
-    extra: Vec<String>,
-    differ: Vec<String>,
+pub(crate) struct Diff {
+    pub(crate) missing: Vec<String>,
+    pub(crate) extra: Vec<String>,
+    pub(crate) differ: Vec<String>,
     /// Ids published with more than one content in the run.
-    repeated: usize,
+    pub(crate) repeated: usize,
 }
 
 impl Diff {
-    fn of(want: &Records, got: &Records) -> Self {
+    pub(crate) fn of(want: &Records, got: &Records) -> Self {
         let missing = want
             .keys()
             .filter(|id| !got.contains_key(*id))
@@ -380,7 +384,7 @@ impl Diff {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.missing.is_empty() && self.extra.is_empty() && self.differ.is_empty()
     }
 }
@@ -402,14 +406,14 @@ impl std::fmt::Display for Diff {
 }
 
 /// The environment every process of one installation shares.
-struct Env {
-    prefix: String,
-    config: PathBuf,
-    redis: String,
+pub(crate) struct Env {
+    pub(crate) prefix: String,
+    pub(crate) config: PathBuf,
+    pub(crate) redis: String,
 }
 
 impl Env {
-    fn command(&self, pipeline: &PipelineRun, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, pipeline: &PipelineRun, args: &[&str]) -> Command {
         let mut cmd = pipeline.command(&self.prefix, args);
         cmd.env("LLMOPT_CONFIG", &self.config)
             .env("LLMOPT_REDIS_URL", &self.redis)
@@ -418,7 +422,7 @@ impl Env {
     }
 
     /// `llmopt run NAME` on admin port `port`, stderr appended to `log`; not waited for.
-    fn spawn(
+    pub(crate) fn spawn(
         &self,
         pipeline: &PipelineRun,
         name: &str,
@@ -456,14 +460,14 @@ impl Service {
 
 /// A Redis of the run's own that keeps every write on disk (AOF, fsync always), so it can be
 /// killed and restarted without losing what the services stored.
-struct Redis {
+pub(crate) struct Redis {
     port: u16,
     dir: PathBuf,
     child: Child,
 }
 
 impl Redis {
-    fn start(port: u16, dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn start(port: u16, dir: &Path) -> anyhow::Result<Self> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -491,7 +495,7 @@ impl Redis {
         })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
@@ -511,7 +515,7 @@ impl Drop for Redis {
     }
 }
 
-fn path(p: &Path) -> anyhow::Result<&str> {
+pub(crate) fn path(p: &Path) -> anyhow::Result<&str> {
     p.to_str().context("a non-UTF-8 path")
 }
 

@@ -7,11 +7,14 @@
 //! (`loadtest/run.sh pipeline`) measures the services end to end (see [`pipeline`]); the
 //! `restart` mode (`loadtest/run.sh restart`) measures restart cost against history (see
 //! [`restart`]); the `chaos` mode (`loadtest/run.sh chaos`) kills every service at random points
-//! under load and compares every record with an uninterrupted run's (see [`chaos`]).
+//! under load and compares every record with an uninterrupted run's (see [`chaos`]); the `scale`
+//! mode (`loadtest/run.sh scale`) runs three aggregators, kills one for good and adds one, and
+//! compares every window with a single aggregator's (see [`scale`]).
 
 mod chaos;
 mod pipeline;
 mod restart;
+mod scale;
 
 use std::time::{Duration, Instant};
 
@@ -86,6 +89,22 @@ enum Cmd {
         #[arg(long, default_value_t = 9)]
         seed: u64,
     },
+    /// Scale-out and scale-in at load: ingest and the aggregator as processes, once with one
+    /// aggregator and once with `instances` in one group (one killed for good a third of the
+    /// way, one added at two thirds); every window must be the same, nothing late.
+    Scale {
+        #[command(flatten)]
+        stack: Stack,
+        /// Simulated seconds of the default scenario; 18,000 (5 hours) is about 206,000 events.
+        #[arg(long, default_value_t = 18_000)]
+        duration: u64,
+        /// Events per second loadgen publishes at most.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Aggregators at the start of the scaled run.
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+    },
 }
 
 /// The binary and servers a pipeline load test runs against.
@@ -145,6 +164,17 @@ async fn main() -> anyhow::Result<()> {
             pipeline: stack.pipeline(duration),
             rounds,
             seed,
+        }
+        .run(),
+        Cmd::Scale {
+            stack,
+            duration,
+            rate,
+            instances,
+        } => scale::ScaleRun {
+            pipeline: stack.pipeline(duration),
+            rate,
+            instances,
         }
         .run(),
     }
