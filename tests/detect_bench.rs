@@ -42,3 +42,34 @@ fn random_incidents_are_found_and_false_alerts_stay_rare() {
     );
     assert!(report.precision >= 0.95, "precision {}", report.precision);
 }
+
+/// The configuration `llmopt loadgen --print-config` writes (deploy/config/fleet.toml: the
+/// defaults plus the fleet's policy) given back to the benchmark, which adds the fleet's policy
+/// itself: what the file already holds wins, so the run is the default run, not an error about
+/// a rule defined twice.
+#[test]
+fn the_printed_fleet_config_given_back_runs_the_same_benchmark() {
+    let options = DetectBenchOptions {
+        scenarios: 2,
+        seed: 3,
+        hours: 2.0,
+        traffic: llmopt_sim::TrafficShape::realistic(),
+    };
+    let fleet = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config/fleet.toml");
+    let from_file = AppConfig::load(Some(&fleet)).expect("deploy/config/fleet.toml");
+    let outcome = |config: &AppConfig| {
+        let report = detect_bench::run(config, &options, &mut |_| {})
+            .unwrap_or_else(|e| panic!("bench detect failed: {e:#}"));
+        serde_json::json!({
+            "incidents": report.incidents,
+            "true": report.true_alerts,
+            "false": report.false_alert_names,
+        })
+    };
+    let default = outcome(&AppConfig::default());
+    assert!(
+        default["true"].as_u64().is_some_and(|n| n > 0),
+        "the sample raised alerts: {default}"
+    );
+    assert_eq!(outcome(&from_file), default);
+}

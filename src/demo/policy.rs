@@ -14,9 +14,19 @@ const CANDIDATE_SHARE: f64 = 0.25;
 /// Cost target of a self-hosted model, as a multiple of its expected cost per call.
 const COST_TARGET_FACTOR: f64 = 1.6;
 
-/// `config` with the decision policies and SLO rules of the demo fleet added.
+/// `config` with the decision policies and SLO rules of the demo fleet added. What `config`
+/// already holds wins: a route policy for the same app and route, or a rule of the same name
+/// (so a file written by `llmopt loadgen --print-config`, edited or not, can be given back).
 pub fn for_fleet(mut config: AppConfig, fleet: &FleetSpec) -> AppConfig {
     for (app, route) in fleet.routes() {
+        let configured = config
+            .decision
+            .routes
+            .iter()
+            .any(|p| p.app == app.name && p.route == route.name);
+        if configured {
+            continue;
+        }
         let mut policy = RoutePolicy {
             app: app.name.clone(),
             route: route.name.clone(),
@@ -86,7 +96,7 @@ pub fn for_fleet(mut config: AppConfig, fleet: &FleetSpec) -> AppConfig {
     config.decision.baseline_windows = 10;
     config.decision.evaluation_windows = 5;
     config.decision.canary.min_candidate_windows = 10;
-    config.detector.rules.push(SloRule {
+    let support_quality = SloRule {
         name: "SupportQualityLow".into(),
         metric: Metric::QualityMean,
         comparison: Comparison::Lt,
@@ -100,6 +110,14 @@ pub fn for_fleet(mut config: AppConfig, fleet: &FleetSpec) -> AppConfig {
         summary: None,
         min_calls: None,
         confidence: None,
-    });
+    };
+    if !config
+        .detector
+        .rules
+        .iter()
+        .any(|r| r.name == support_quality.name)
+    {
+        config.detector.rules.push(support_quality);
+    }
     config
 }
