@@ -60,6 +60,7 @@ llmopt_processing_seconds_count
 llmopt_consumer_lag
 llmopt_ready
 llmopt_consumer_idle
+llmopt_leader
 llmopt_route_window_calls
 llmopt_route_window_errors
 llmopt_route_window_cost_usd
