@@ -195,6 +195,11 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         }
         let single =
             self.checkpoints.is_some() && self.processor.state_scope() == StateScope::Whole;
+        if !single && self.processor.state_scope() == StateScope::Whole {
+            // Without checkpoints there is no lease: this one instance consumes for its group,
+            // and `llmopt_leader` says so (an alert on a group nobody leads reads it).
+            self.metrics.leading.set(1);
+        }
         let consumer: Box<dyn Consumer> = if single {
             // Joins the group once it leads (see `Stage::lead`).
             Box::new(NoGroup)

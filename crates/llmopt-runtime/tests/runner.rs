@@ -125,3 +125,65 @@ async fn alerts_are_json_other_outputs_avro_with_ids_keys_and_trace() {
     }
     assert_eq!(seen, 2);
 }
+
+/// A core with one state across all its inputs, like the detector's.
+struct WholeState;
+
+impl Processor for WholeState {
+    fn name(&self) -> &'static str {
+        "whole"
+    }
+
+    fn inputs(&self) -> Vec<LogicalTopic> {
+        vec![LogicalTopic::Windows]
+    }
+
+    fn process(&mut self, _input: &Input) -> Vec<Output> {
+        Vec::new()
+    }
+
+    fn state_scope(&self) -> llmopt_runtime::StateScope {
+        llmopt_runtime::StateScope::Whole
+    }
+}
+
+/// Without checkpoints there is no lease, and the one instance consumes for its group:
+/// `llmopt_leader` is 1 (the alert on a group nobody leads reads it), and 0 for a core whose
+/// instances share the group.
+#[tokio::test]
+async fn a_single_instance_core_without_checkpoints_reports_itself_the_leader() {
+    let transport: Arc<dyn Transport> = Arc::new(EmbeddedTransport::new(1));
+    let names = TopicNames::new(&TransportConfig::default());
+    let config = RunnerConfig {
+        stop_after_idle_polls: Some(2),
+        poll_timeout: Duration::from_millis(10),
+        ..RunnerConfig::default()
+    };
+    let whole_metrics = Arc::new(ServiceMetrics::new("whole"));
+    let runner = Runner::new(
+        WholeState,
+        NoEffects,
+        transport.clone(),
+        names.clone(),
+        whole_metrics.clone(),
+        Arc::new(Health::new()),
+        config.clone(),
+    );
+    let (_t, stop) = shutdown::channel();
+    runner.run(stop).await.expect("run");
+    assert_eq!(whole_metrics.leading.get(), 1);
+
+    let shared_metrics = Arc::new(ServiceMetrics::new("alerting"));
+    let runner = Runner::new(
+        Alerting,
+        NoEffects,
+        transport,
+        names,
+        shared_metrics.clone(),
+        Arc::new(Health::new()),
+        config,
+    );
+    let (_t, stop) = shutdown::channel();
+    runner.run(stop).await.expect("run");
+    assert_eq!(shared_metrics.leading.get(), 0);
+}
