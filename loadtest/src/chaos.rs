@@ -112,25 +112,11 @@ impl ChaosRun {
         if !same_fingerprint {
             failures.push("loadgen's fingerprints differ (routing, decisions or alerts)".into());
         }
-        println!(
-            "{:<16} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}",
-            "topic", "reference", "chaos", "copies", "missing", "extra", "differ", "repeated"
-        );
-        for (want_topic, got_topic) in reference.topics.iter().zip(&chaos.topics) {
+        for (want_topic, diff) in
+            compare_topics(("reference", &reference.topics), ("chaos", &chaos.topics))
+        {
             let topic = want_topic.logical;
-            let (want, got) = (&want_topic.records, &got_topic.records);
-            let diff = Diff::of(want, got);
-            println!(
-                "{:<16} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}",
-                topic.logical_name(),
-                want.len(),
-                got.len(),
-                got_topic.messages - got.len(),
-                diff.missing.len(),
-                diff.extra.len(),
-                diff.differ.len(),
-                diff.repeated
-            );
+            let want = &want_topic.records;
             if want.is_empty() {
                 failures.push(format!(
                     "{}: the reference published nothing to compare (a longer --duration reaches the incidents)",
@@ -345,6 +331,38 @@ pub(crate) fn read_topics(
                 records,
                 messages: count,
             })
+        })
+        .collect()
+}
+
+/// Prints the comparison table of `want`'s topics against `got`'s (one row per topic: distinct
+/// ids in each run, copies, missing, extra, different and repeated ids) and returns each
+/// reference topic with its diff.
+pub(crate) fn compare_topics<'a>(
+    (want_label, want): (&str, &'a [Topic]),
+    (got_label, got): (&str, &[Topic]),
+) -> Vec<(&'a Topic, Diff)> {
+    println!(
+        "{:<16} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "topic", want_label, got_label, "copies", "missing", "extra", "differ", "repeated"
+    );
+    want.iter()
+        .zip(got)
+        .map(|(want_topic, got_topic)| {
+            let (w, g) = (&want_topic.records, &got_topic.records);
+            let diff = Diff::of(w, g);
+            println!(
+                "{:<16} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}",
+                want_topic.logical.logical_name(),
+                w.len(),
+                g.len(),
+                got_topic.messages - g.len(),
+                diff.missing.len(),
+                diff.extra.len(),
+                diff.differ.len(),
+                diff.repeated
+            );
+            (want_topic, diff)
         })
         .collect()
 }

@@ -20,7 +20,7 @@ use anyhow::Context;
 use llmopt_sim::Scenario;
 use llmopt_transport::LogicalTopic;
 
-use crate::chaos::{fleet_config, path, read_topics, Diff, Env, Redis, Topic};
+use crate::chaos::{compare_topics, fleet_config, path, read_topics, Env, Redis, Topic};
 use crate::pipeline::{
     counter, free_port, http_get, published_calls, spawn_logged, wait_idle, wait_ready,
     PipelineRun, Process,
@@ -92,30 +92,22 @@ impl ScaleRun {
                 scaled.consumed
             ));
         }
-        println!(
-            "{:<16} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}",
-            "topic", "single", "scaled", "copies", "missing", "extra", "differ", "repeated"
-        );
-        for (want_topic, got_topic) in reference.topics.iter().zip(&scaled.topics) {
+        let late = |topics: &[Topic]| {
+            topics
+                .iter()
+                .find(|t| t.logical == LogicalTopic::TelemetryLate)
+                .map_or(0, |t| t.messages)
+        };
+        let (want_late, got_late) = (late(&reference.topics), late(&scaled.topics));
+        for (want_topic, diff) in
+            compare_topics(("single", &reference.topics), ("scaled", &scaled.topics))
+        {
             let topic = want_topic.logical;
-            let (want, got) = (&want_topic.records, &got_topic.records);
-            let diff = Diff::of(want, got);
-            println!(
-                "{:<16} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}",
-                topic.logical_name(),
-                want.len(),
-                got.len(),
-                got_topic.messages - got.len(),
-                diff.missing.len(),
-                diff.extra.len(),
-                diff.differ.len(),
-                diff.repeated
-            );
+            let want = &want_topic.records;
             if topic == LogicalTopic::TelemetryLate {
-                if want_topic.messages + got_topic.messages > 0 {
+                if want_late + got_late > 0 {
                     failures.push(format!(
-                        "late events: {} in the single run, {} in the scaled run",
-                        want_topic.messages, got_topic.messages
+                        "late events: {want_late} in the single run, {got_late} in the scaled run"
                     ));
                 }
                 continue;
