@@ -11,7 +11,7 @@ use std::time::Duration;
 use llmopt::demo::driver::{ClosedLoop, WatchIdle};
 use llmopt::demo::{self, DemoResult, Fingerprint};
 use llmopt::pipeline::{self, Service};
-use llmopt_events::{AlertStatus, Strategy};
+use llmopt_events::{AlertStatus, DecisionState, Strategy};
 use llmopt_runtime::runner::RunnerConfig;
 use llmopt_runtime::shutdown;
 use llmopt_sim::GroundTruthKind;
@@ -65,15 +65,34 @@ async fn default_scenario_every_incident_alerted_and_decided_no_false_alerts() {
         "quiet periods raise no alert: {:?}",
         outcome.false_alerts
     );
-    // The loop closed: decisions changed the live routing the fleet reads.
+    // The loop closed: decisions changed the live routing the fleet reads. The outage failed
+    // search/query-rewrite over to its fallback; once gemini recovered, a probe held and the
+    // traffic came back in steps.
     let query = &result.routing[&("search".to_string(), "query-rewrite".to_string())];
     assert!(query.version > 1);
+    let on_query_rewrite = |phase: Option<&str>| {
+        result
+            .record
+            .decisions
+            .iter()
+            .filter(|d| d.route == "query-rewrite" && d.strategy == Strategy::Failover)
+            .filter(|d| d.state == DecisionState::Succeeded)
+            .filter(|d| d.params.get("phase").map(String::as_str) == phase)
+            .count()
+    };
+    assert!(on_query_rewrite(None) >= 1, "failed over");
+    assert_eq!(
+        on_query_rewrite(Some("failback_probe")),
+        1,
+        "one probe held"
+    );
+    assert!(on_query_rewrite(Some("failback")) >= 1, "returned in steps");
     assert!(
         query
             .targets
             .iter()
-            .all(|t| t.model != "gemini-1.5-flash" || t.weight < 0.5),
-        "failed over: {query:?}"
+            .any(|t| t.model == "gemini-1.5-flash" && t.weight > 0.99),
+        "failed back: {query:?}"
     );
     let answer = &result.routing[&("support-bot".to_string(), "answer".to_string())];
     assert_eq!(answer.version, 3, "manual change v2 rolled back as v3");

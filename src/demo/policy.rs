@@ -32,13 +32,21 @@ pub fn for_fleet(mut config: AppConfig, fleet: &FleetSpec) -> AppConfig {
             route: route.name.clone(),
             ..RoutePolicy::default()
         };
-        policy.fallback = route.params.get("fallback").and_then(|f| {
-            let (provider, model) = f.split_once('/')?;
-            Some(ModelRef {
-                provider: provider.into(),
-                model: model.into(),
-            })
-        });
+        // `fallback` is a chain: `provider/model[,provider/model...]`, first entry first.
+        let mut chain = route
+            .params
+            .get("fallback")
+            .into_iter()
+            .flat_map(|f| f.split(','))
+            .filter_map(|f| {
+                let (provider, model) = f.trim().split_once('/')?;
+                Some(ModelRef {
+                    provider: provider.into(),
+                    model: model.into(),
+                })
+            });
+        policy.fallback = chain.next();
+        policy.fallbacks = chain.collect();
         let incumbent_price = route
             .targets
             .iter()

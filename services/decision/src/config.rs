@@ -81,12 +81,55 @@ pub struct RoutePolicy {
     pub app: String,
     /// Route within the application.
     pub route: String,
-    /// Where traffic goes when a provider/model breaches its error-rate SLO.
+    /// Where traffic goes when a provider/model breaches its error-rate SLO (the first entry
+    /// of the fallback chain; kept so that older config files work unchanged).
     pub fallback: Option<ModelRef>,
+    /// Further fallbacks, in order: when a fallback breaches too, the next healthy entry takes
+    /// its traffic (LiteLLM's `fallbacks` list).
+    pub fallbacks: Vec<ModelRef>,
     /// Cheaper model to canary.
     pub cheaper: Option<CheaperCandidate>,
     /// Self-hosted models of this route with cost/latency targets.
     pub self_hosted: Vec<SelfHostedModel>,
+}
+
+impl RoutePolicy {
+    /// The fallback chain: `fallback`, then `fallbacks`, each model once, in order.
+    pub fn fallback_chain(&self) -> Vec<&ModelRef> {
+        let mut chain: Vec<&ModelRef> = Vec::new();
+        for m in self.fallback.iter().chain(&self.fallbacks) {
+            if !chain.contains(&m) {
+                chain.push(m);
+            }
+        }
+        chain
+    }
+}
+
+/// Fail-back: a provider/model a failover took traffic from is a circuit breaker's open
+/// circuit. After `probe_after_ms` it gets a probe share of the route back (half-open); while
+/// the probe holds (verified like any decision) the rest returns in steps of
+/// `limits.max_traffic_shift`; a probe that fails is rolled back and the circuit stays open
+/// for another `probe_after_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FailbackConfig {
+    /// Whether traffic returns to a model once it recovers.
+    pub enabled: bool,
+    /// Event time from the failover (or a failed probe) to the next probe (ms).
+    pub probe_after_ms: i64,
+    /// Share of the route's traffic a probe sends back.
+    pub probe_share: f64,
+}
+
+impl Default for FailbackConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            probe_after_ms: 300_000,
+            probe_share: 0.1,
+        }
+    }
 }
 
 /// An error-rate SLO override for one provider/model.
@@ -226,6 +269,8 @@ pub struct DecisionConfig {
     pub canary: CanaryConfig,
     /// Safety limits.
     pub limits: SafetyLimits,
+    /// Returning traffic to models that recovered.
+    pub failback: FailbackConfig,
     /// A PROPOSED decision not approved within this long (event time, ms) expires.
     pub proposal_ttl_ms: i64,
     /// Tumbling windows kept per route, bounding memory.
@@ -247,6 +292,7 @@ impl Default for DecisionConfig {
             regression: RegressionConfig::default(),
             canary: CanaryConfig::default(),
             limits: SafetyLimits::default(),
+            failback: FailbackConfig::default(),
             proposal_ttl_ms: 3_600_000,
             history_windows: 240,
         }
@@ -344,6 +390,19 @@ impl DecisionConfig {
             self.proposal_ttl_ms,
             "must be > 0",
         )?;
+        let f = &self.failback;
+        check(
+            f.probe_after_ms >= 0,
+            "failback.probe_after_ms",
+            f.probe_after_ms,
+            "must be >= 0",
+        )?;
+        check(
+            f.probe_share > 0.0 && f.probe_share <= 1.0,
+            "failback.probe_share",
+            f.probe_share,
+            "must be in (0, 1]",
+        )?;
         let c = &self.canary;
         let steps_ok = !c.steps.is_empty()
             && c.steps.windows(2).all(|w| w[0] < w[1])
@@ -438,6 +497,41 @@ mod tests {
         let p = cfg.policy("shop", "chat").unwrap();
         assert_eq!(p.self_hosted[0].max_latency_p95_ms, None);
         assert!(cfg.policy("shop", "other").is_none());
+    }
+
+    #[test]
+    fn the_fallback_chain_starts_with_the_single_fallback_and_names_each_model_once() {
+        let m = |p: &str, n: &str| ModelRef {
+            provider: p.into(),
+            model: n.into(),
+        };
+        let cfg: DecisionConfig = toml::from_str(
+            r#"
+            [[routes]]
+            app = "shop"
+            route = "chat"
+            fallback = { provider = "anthropic", model = "claude" }
+            fallbacks = [
+                { provider = "google", model = "gemini" },
+                { provider = "anthropic", model = "claude" },
+                { provider = "mistral", model = "large" },
+            ]
+            "#,
+        )
+        .unwrap();
+        let p = cfg.policy("shop", "chat").unwrap();
+        let chain: Vec<ModelRef> = p.fallback_chain().into_iter().cloned().collect();
+        assert_eq!(
+            chain,
+            vec![
+                m("anthropic", "claude"),
+                m("google", "gemini"),
+                m("mistral", "large")
+            ]
+        );
+        let mut cfg = DecisionConfig::default();
+        cfg.failback.probe_share = 0.0;
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use llmopt_actuator::{
     decision_step, targets_to_param, weight_of, RoutingConfig, RoutingProjection, ACTION_ROLLBACK,
-    PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER, PARAM_TARGETS,
+    PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER, PARAM_SHIFT, PARAM_TARGETS,
     PARAM_TARGET_VERSION, PARAM_WEIGHT,
 };
 use llmopt_events::{
@@ -18,12 +18,13 @@ use llmopt_transport::LogicalTopic;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, DecisionConfig, Mode};
-use crate::history::History;
+use crate::history::{History, ModelKey};
 use crate::lifecycle::{
     decision_id, decision_output, job_output, state_name, AppliedChange, OpenDecision, Verification,
 };
+use crate::strategies::failover::{self, FailbackStep, PARAM_PHASE};
 use crate::strategies::rollback::{self, Watch, WatchOutcome};
-use crate::strategies::{canary, failover, quantize, Proposal, RouteView};
+use crate::strategies::{canary, quantize, Proposal, RouteView};
 
 /// (app, route).
 type RouteId = (String, String);
@@ -38,6 +39,26 @@ type SeriesId = (String, String, String, String);
 
 /// Anomalies kept per (app, route, provider, model) for `caused_by`.
 const ANOMALIES_KEPT: usize = 16;
+
+/// Shares below this are rounding, not traffic.
+const SHARE_EPSILON: f64 = 1e-9;
+
+/// A provider/model a failover took a route's traffic from: a circuit breaker's open circuit,
+/// closed once fail-back has returned all of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Circuit {
+    /// The model the failover put the traffic on (fail-back takes it from there, or from
+    /// wherever that model's own failover put it).
+    holder: ModelKey,
+    /// Share of the route still owed back.
+    owed: f64,
+    /// Event time of the first failover away: the oldest circuit fails back first.
+    opened_at: i64,
+    /// Event time from which a probe may start.
+    probe_at: i64,
+    /// A probe held: the rest returns in steps, without waiting for `probe_at`.
+    holding: bool,
+}
 
 /// The decision service's deterministic core.
 ///
@@ -66,6 +87,9 @@ pub struct Decision {
     canaried: BTreeSet<SeriesId>,
     /// Recent anomalies: (event time, id).
     anomalies: BTreeMap<SeriesId, Vec<(i64, String)>>,
+    /// Open circuits per route: models failed away from, owed traffic back.
+    #[serde(default)]
+    circuits: BTreeMap<RouteId, BTreeMap<ModelKey, Circuit>>,
     now: Option<i64>,
 }
 
@@ -85,6 +109,7 @@ impl Decision {
             quantize_requested: BTreeSet::new(),
             canaried: BTreeSet::new(),
             anomalies: BTreeMap::new(),
+            circuits: BTreeMap::new(),
             now: None,
         })
     }
@@ -171,6 +196,9 @@ impl Decision {
 
     fn close(&mut self, id: &str) {
         if let Some(od) = self.open.remove(id) {
+            if od.event.strategy == Strategy::Failover {
+                self.settle_circuit(&od);
+            }
             if od.state() == DecisionState::Expired {
                 // Never acted on: the strategy may propose again.
                 let e = &od.event;
@@ -198,6 +226,72 @@ impl Decision {
                 }
             }
         }
+    }
+
+    /// Circuits after a failover decision ended: a fail-back step that held brings the circuit
+    /// closer to closed (and lets the next step go at once); one that did not (rolled back,
+    /// rejected, expired) leaves it open for another `probe_after_ms`; a failover away that
+    /// was rolled back owes nothing any more.
+    fn settle_circuit(&mut self, od: &OpenDecision) {
+        let e = &od.event;
+        let param = |k: &str| e.params.get(k).cloned().unwrap_or_default();
+        let shift: f64 = param(PARAM_SHIFT).parse().unwrap_or(0.0);
+        let route = (e.app.clone(), e.route.clone());
+        let failback = e.params.contains_key(PARAM_PHASE);
+        let model = if failback {
+            (param(PARAM_PROVIDER), param(PARAM_MODEL))
+        } else {
+            (param(PARAM_FROM_PROVIDER), param(PARAM_FROM_MODEL))
+        };
+        let now = self.now.unwrap_or(e.event_time);
+        let probe_after = self.config.failback.probe_after_ms;
+        let Some(circuits) = self.circuits.get_mut(&route) else {
+            return;
+        };
+        let Some(circuit) = circuits.get_mut(&model) else {
+            return;
+        };
+        match (failback, od.state()) {
+            (true, DecisionState::Succeeded) => {
+                circuit.owed -= shift;
+                circuit.holding = true;
+            }
+            (true, _) => {
+                circuit.holding = false;
+                circuit.probe_at = now.saturating_add(probe_after);
+            }
+            (false, DecisionState::RolledBack) if od.first_change.is_some() => {
+                circuit.owed -= shift;
+            }
+            (false, _) => {}
+        }
+        if circuit.owed <= SHARE_EPSILON {
+            circuits.remove(&model);
+        }
+        if circuits.is_empty() {
+            self.circuits.remove(&route);
+        }
+    }
+
+    /// A failover away from `from` was applied at `t`: its circuit opens (or owes more).
+    fn open_circuit(&mut self, route: &RouteId, from: ModelKey, to: ModelKey, shift: f64, t: i64) {
+        let probe_at = t.saturating_add(self.config.failback.probe_after_ms);
+        let circuit = self
+            .circuits
+            .entry(route.clone())
+            .or_default()
+            .entry(from)
+            .or_insert(Circuit {
+                holder: to.clone(),
+                owed: 0.0,
+                opened_at: t,
+                probe_at,
+                holding: false,
+            });
+        circuit.holder = to;
+        circuit.owed = (circuit.owed + shift).min(1.0);
+        circuit.probe_at = probe_at;
+        circuit.holding = false;
     }
 
     /// Turns a proposal into a decision: PROPOSED or APPROVED by mode.
@@ -299,6 +393,7 @@ impl Decision {
         out.extend(self.progress_verifications(&route, t));
         out.extend(self.evaluate_watch(&route, t));
         out.extend(self.try_failover(&route, w, t));
+        out.extend(self.try_failback(&route, t, (w.window_end - w.window_start).max(0)));
         out.extend(self.try_quantize(&route, &w.provider, &w.model, t));
         out.extend(self.try_canary(&route, t));
         out
@@ -483,7 +578,29 @@ impl Decision {
             return Vec::new();
         };
         let targets = view.targets.clone();
-        let Some(mut p) = failover::evaluate(&view, &w.provider, &w.model) else {
+        // Never onto a model this route failed away from and has not taken back, nor onto one
+        // that breaches its SLO wherever it still serves.
+        let mut avoid: Vec<ModelKey> = self
+            .circuits
+            .get(route)
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        let since =
+            t - (w.window_end - w.window_start).max(0) * self.config.failover_windows as i64;
+        if let Some(policy) = view.policy {
+            for m in policy.fallback_chain() {
+                let fleet = self.history.model_points(
+                    &m.provider,
+                    &m.model,
+                    self.config.failover_windows,
+                    since,
+                );
+                if failover::breach(&fleet, &m.provider, &m.model, &self.config).is_some() {
+                    avoid.push((m.provider.clone(), m.model.clone()));
+                }
+            }
+        }
+        let Some(mut p) = failover::evaluate(&view, &w.provider, &w.model, &avoid) else {
             return Vec::new();
         };
         // Anomalies the detector raised on this provider/model over the tested windows.
@@ -506,6 +623,85 @@ impl Decision {
             p.caused_by.extend(recent);
         }
         self.create(p, targets)
+    }
+
+    /// Fail-back for the route's oldest circuit that is due: a probe once `probe_after_ms`
+    /// has passed (and the model does not breach where it still serves), the next step at once
+    /// after a step held. Steps wait for the route's open decisions, not for the cooldown: they
+    /// undo a failover, and each is verified (and rolled back) like any decision.
+    fn try_failback(&mut self, route: &RouteId, t: i64, window_ms: i64) -> Vec<Output> {
+        if !self.config.failback.enabled || self.open_routing_on(route).next().is_some() {
+            return Vec::new();
+        }
+        let Some(circuits) = self.circuits.get(route) else {
+            return Vec::new();
+        };
+        let Some((model, circuit)) = circuits
+            .iter()
+            .filter(|(_, c)| c.holding || t >= c.probe_at)
+            .min_by_key(|(m, c)| (c.opened_at, (*m).clone()))
+            .map(|(m, c)| (m.clone(), c.clone()))
+        else {
+            return Vec::new();
+        };
+        let windows = self.config.failover_windows;
+        let since = t - window_ms * windows as i64;
+        let fleet = self
+            .history
+            .model_points(&model.0, &model.1, windows, since);
+        if failover::breach(&fleet, &model.0, &model.1, &self.config).is_some() {
+            // Still failing for the routes that kept it: stay open.
+            if let Some(c) = self.circuits.get_mut(route).and_then(|c| c.get_mut(&model)) {
+                c.holding = false;
+                c.probe_at = t.saturating_add(self.config.failback.probe_after_ms);
+            }
+            return Vec::new();
+        }
+        let Some(view) = self.view(route, t) else {
+            return Vec::new();
+        };
+        // Where the traffic is now: the failover's fallback, or where its own failover put it.
+        let mut holder = circuit.holder.clone();
+        for _ in 0..circuits.len() {
+            if weight_of(&view.targets, &holder.0, &holder.1) > SHARE_EPSILON {
+                break;
+            }
+            match circuits.get(&holder) {
+                Some(next) => holder = next.holder.clone(),
+                None => break,
+            }
+        }
+        let available = weight_of(&view.targets, &holder.0, &holder.1);
+        if holder == model || available <= SHARE_EPSILON {
+            // The traffic is no longer where failover put it (an operator moved it): nothing
+            // to give back.
+            if let Some(c) = self.circuits.get_mut(route) {
+                c.remove(&model);
+            }
+            return Vec::new();
+        }
+        let step = if circuit.holding {
+            self.config.limits.max_traffic_shift
+        } else {
+            self.config.failback.probe_share
+        };
+        let shift = step.min(circuit.owed).min(available);
+        let proposal = failover::failback(
+            &view,
+            FailbackStep {
+                to: (&model.0, &model.1),
+                from: (&holder.0, &holder.1),
+                shift,
+                owed: circuit.owed,
+                probe: !circuit.holding,
+            },
+            &fleet,
+        );
+        let targets = view.targets.clone();
+        match proposal {
+            Some(p) => self.create(p, targets),
+            None => Vec::new(),
+        }
     }
 
     fn try_quantize(
@@ -636,6 +832,17 @@ impl Decision {
                 if !applicable {
                     return Vec::new();
                 }
+                let opens_circuit = od.first_change.is_none()
+                    && od.event.strategy == Strategy::Failover
+                    && !od.event.params.contains_key(PARAM_PHASE);
+                let moved = opens_circuit.then(|| {
+                    let param = |k: &str| od.event.params.get(k).cloned().unwrap_or_default();
+                    (
+                        (param(PARAM_FROM_PROVIDER), param(PARAM_FROM_MODEL)),
+                        (param(PARAM_PROVIDER), param(PARAM_MODEL)),
+                        param(PARAM_SHIFT).parse::<f64>().unwrap_or(0.0),
+                    )
+                });
                 if od.first_change.is_none() {
                     od.first_change = Some(AppliedChange {
                         time: c.event_time,
@@ -649,13 +856,17 @@ impl Decision {
                     "{} applied as {} (v{}); verifying",
                     od.event.action, c.id, c.version
                 );
-                return vec![od.transition(
+                let out = vec![od.transition(
                     DecisionState::Verifying,
                     c.event_time,
                     Some(reason),
                     None,
                     None,
                 )];
+                if let Some((from, to, shift)) = moved {
+                    self.open_circuit(&route, from, to, shift, c.event_time);
+                }
+                return out;
             }
             if self.used_ids.contains(id) {
                 return Vec::new();

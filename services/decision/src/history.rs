@@ -342,6 +342,23 @@ impl History {
     pub fn route(&self, app: &str, route: &str) -> Option<&RouteHistory> {
         self.routes.get(&(app.to_string(), route.to_string()))
     }
+
+    /// The last `n` windows of one provider/model ending after `since`, on every route that
+    /// sends it traffic: how a model behaves for the rest of the fleet while one route has moved
+    /// away from it (a route that stopped sending it traffic holds only stale windows).
+    pub fn model_points(
+        &self,
+        provider: &str,
+        model: &str,
+        n: usize,
+        since: i64,
+    ) -> Vec<&WindowPoint> {
+        self.routes
+            .values()
+            .flat_map(|r| r.last_points(provider, model, n))
+            .filter(|p| p.end > since)
+            .collect()
+    }
 }
 
 #[cfg(test)]

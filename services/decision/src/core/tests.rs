@@ -855,3 +855,156 @@ fn restored_snapshots_continue_like_the_uninterrupted_cores() {
         "a corrupt snapshot is refused"
     );
 }
+
+/// `model` fails 40 % of its calls from minute `from` until minute `to`.
+fn outage(model: &'static str, from: i64, to: i64) -> impl Fn(&str, &str, i64) -> Behaviour {
+    move |_, m, minute| {
+        if m == model && minute >= from && minute < to {
+            Behaviour {
+                error_rate: 0.4,
+                ..HEALTHY
+            }
+        } else {
+            HEALTHY
+        }
+    }
+}
+
+fn phase_of(d: &DecisionEvent) -> Option<&str> {
+    d.params
+        .get(crate::strategies::failover::PARAM_PHASE)
+        .map(String::as_str)
+}
+
+/// A provider outage: the route fails over, a probe during the outage is rolled back (the
+/// circuit stays open), and once the primary recovers a probe holds and the rest of the
+/// traffic returns in steps, each verified.
+#[test]
+fn after_an_outage_traffic_returns_to_the_primary_through_a_probe_and_steps() {
+    let mut sim = Sim::new(base(Mode::Auto));
+    sim.change("chat", ChangeKind::Initial, &[("openai", "gpt", 1.0)], 0);
+    let recovery = 40;
+    let b = outage("gpt", 8, recovery);
+    assert!(run_until(&mut sim, 30, &b, |s| s
+        .weight("chat", "openai", "gpt")
+        == 0.0));
+    let left_at = sim.minute;
+    assert!(
+        left_at < recovery,
+        "left during the outage (minute {left_at})"
+    );
+    while sim.minute < recovery {
+        sim.tick(&["chat"], &b);
+    }
+    let probes_in_outage: Vec<DecisionEvent> = sim
+        .of_strategy(Strategy::Failover)
+        .into_iter()
+        .filter(|(_, d)| phase_of(d) == Some("failback_probe"))
+        .map(|(_, d)| d.clone())
+        .collect();
+    assert!(
+        !probes_in_outage.is_empty(),
+        "a probe ran during the outage"
+    );
+    assert!(
+        probes_in_outage
+            .iter()
+            .any(|d| d.state == DecisionState::RolledBack),
+        "a probe of the failing primary is rolled back"
+    );
+    assert!(
+        probes_in_outage
+            .iter()
+            .all(|d| d.state != DecisionState::Succeeded),
+        "no probe holds while the primary fails"
+    );
+    assert!(
+        sim.weight("chat", "openai", "gpt") < 0.5,
+        "the failing primary did not get its traffic back"
+    );
+    assert!(
+        run_until(&mut sim, 30, &b, |s| s.weight("chat", "openai", "gpt")
+            >= 1.0 - 1e-9),
+        "traffic is back on the primary"
+    );
+    let back_after = sim.minute - recovery;
+    eprintln!("traffic back on the primary {back_after} windows after recovery");
+    // probe_after (5) + probe verification (3) + two steps of 0.5 verified (2 × 3) at most.
+    assert!(back_after <= 16, "back {back_after} windows after recovery");
+    let decisions = sim.of_strategy(Strategy::Failover);
+    let held = decisions
+        .iter()
+        .filter(|(_, d)| d.state == DecisionState::Succeeded)
+        .filter(|(_, d)| phase_of(d).is_some())
+        .count();
+    assert!(held >= 2, "the probe and at least one step held: {held}");
+    let last_probe = decisions
+        .iter()
+        .rev()
+        .filter(|(_, d)| phase_of(d) == Some("failback_probe"))
+        .find(|(_, d)| d.state == DecisionState::Approved)
+        .expect("probe");
+    assert_eq!(last_probe.1.evidence.test, "circuit_breaker");
+    assert!(
+        last_probe.1.reason.contains("half-open"),
+        "{}",
+        last_probe.1.reason
+    );
+    // Closed: the primary failing again fails over again.
+    let again = outage("gpt", sim.minute + 15, i64::MAX);
+    assert!(run_until(&mut sim, 40, &again, |s| s
+        .weight("chat", "openai", "gpt")
+        < 1.0));
+}
+
+/// The fallback fails too: its traffic goes to the next healthy entry of the chain, never back
+/// to the failing primary, and no failover ever moves traffic onto a model that breaches.
+#[test]
+fn a_fallback_that_fails_too_hands_its_traffic_to_the_next_entry_of_the_chain() {
+    let mut cfg = base(Mode::Auto);
+    cfg.routes[0].fallbacks = vec![ModelRef {
+        provider: "google".into(),
+        model: "gemini".into(),
+    }];
+    cfg.failback.enabled = false;
+    let mut sim = Sim::new(cfg);
+    sim.change("chat", ChangeKind::Initial, &[("openai", "gpt", 1.0)], 0);
+    let failing =
+        |m: &str, minute: i64| (m == "gpt" && minute >= 5) || (m == "claude" && minute >= 20);
+    let b = move |_: &str, m: &str, minute: i64| {
+        if failing(m, minute) {
+            Behaviour {
+                error_rate: 0.4,
+                ..HEALTHY
+            }
+        } else {
+            HEALTHY
+        }
+    };
+    assert!(run_until(&mut sim, 20, &b, |s| s.weight(
+        "chat",
+        "anthropic",
+        "claude"
+    ) >= 1.0));
+    assert!(
+        run_until(&mut sim, 30, &b, |s| s.weight("chat", "google", "gemini")
+            >= 1.0),
+        "the second fallback took the traffic"
+    );
+    assert_eq!(sim.weight("chat", "openai", "gpt"), 0.0);
+    for (_, d) in sim.of_strategy(Strategy::Failover) {
+        if d.state != DecisionState::Approved {
+            continue;
+        }
+        let to = d
+            .params
+            .get("model")
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(
+            !failing(to, d.event_time / MINUTE),
+            "{} moved traffic onto failing {to}",
+            d.id
+        );
+    }
+}
