@@ -3,8 +3,8 @@
 //! A [`FleetSpec`] is the "before" picture the optimizer starts from. The built-in default is
 //! shaped so that every strategy has something to act on: a route with a small share on a
 //! cheaper candidate (cheaper-model canary), a route on a self-hosted model (quantization
-//! request), routes with a configured `fallback` param (failover), and a route whose prompt a
-//! human will change (regression rollback, driven by the [`crate::Scenario`]).
+//! request), routes with a configured `fallback` chain param (failover; `provider/model,...`,
+//! first entry first), and a route whose prompt a human will change (regression rollback, driven by the [`crate::Scenario`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -202,7 +202,7 @@ impl Default for FleetSpec {
                                 ("prompt_version", "4"),
                                 ("temperature", "0"),
                                 ("max_tokens", "64"),
-                                ("fallback", "openai/gpt-4o-mini"),
+                                ("fallback", "openai/gpt-4o-mini,google/gemini-1.5-flash"),
                             ]),
                             tokens: tokens((600.0, 0.4), (20.0, 0.3), 64),
                         },
@@ -219,7 +219,7 @@ impl Default for FleetSpec {
                             ("prompt_version", "9"),
                             ("temperature", "0"),
                             ("max_tokens", "64"),
-                            ("fallback", "openai/gpt-4o-mini"),
+                            ("fallback", "openai/gpt-4o-mini,anthropic/claude-3-5-haiku"),
                         ]),
                         tokens: tokens((150.0, 0.3), (30.0, 0.4), 64),
                     }],
