@@ -74,6 +74,7 @@ pub fn window_aggregate() -> WindowAggregate {
         quality_count: 1000,
         latency_sketch: Some(vec![1, 2, 3, 255]),
         watermark: 1_767_225_670_000,
+        cost_by_tenant: BTreeMap::from([("acme".into(), 0.25)]),
     }
 }
 

@@ -188,6 +188,9 @@ pub(crate) struct WindowMetrics {
     cost_usd: f64,
     quality_sum: f64,
     quality_count: i64,
+    /// Cost per tenant, for the calls that name one.
+    #[serde(default)]
+    cost_by_tenant: BTreeMap<String, f64>,
 }
 
 impl WindowMetrics {
@@ -222,6 +225,14 @@ impl WindowMetrics {
             .saturating_add(call.gen_ai_usage_output_tokens);
         if let Some(cost) = call.cost_usd.filter(|c| c.is_finite()) {
             self.cost_usd += cost;
+            if let Some(tenant) = call.tenant.as_deref().filter(|t| !t.is_empty()) {
+                match self.cost_by_tenant.get_mut(tenant) {
+                    Some(sum) => *sum += cost,
+                    None => {
+                        self.cost_by_tenant.insert(tenant.to_string(), cost);
+                    }
+                }
+            }
         }
         if let Some(q) = call.quality_score.filter(|q| q.is_finite()) {
             self.quality_sum += q;
@@ -259,6 +270,7 @@ impl WindowMetrics {
             quality_count: self.quality_count,
             latency_sketch: (!self.latency.is_empty()).then(|| self.latency.to_bytes()),
             watermark: window.watermark,
+            cost_by_tenant: self.cost_by_tenant.clone(),
         }
     }
 }

@@ -289,6 +289,14 @@ fn metrics_are_accumulated_per_series() {
         c.gen_ai_usage_input_tokens = 10;
         c.gen_ai_usage_output_tokens = 2;
         c.cost_usd = (i % 2 == 0).then_some(0.25);
+        // Every fourth call is acme's, every tenth (not a multiple of four) globex's.
+        c.tenant = if i % 4 == 0 {
+            Some("acme".into())
+        } else if i % 10 == 0 {
+            Some("globex".into())
+        } else {
+            None
+        };
         c.quality_score = (i < 4).then_some(0.5);
         c.time_to_first_token_ms = (i < 10).then_some(50.0);
         match i {
@@ -328,6 +336,11 @@ fn metrics_are_accumulated_per_series() {
     assert_eq!(main.errors_by_type.get("unknown"), Some(&1));
     assert_eq!((main.input_tokens, main.output_tokens), (1_000, 200));
     assert!((main.cost_usd - 12.5).abs() < 1e-9);
+    // Costed calls (even i): acme has i % 4 == 0 (25 calls), globex i % 10 == 0 but not a
+    // multiple of four (10, 30, 50, 70, 90: 5 calls); the rest name no tenant.
+    assert_eq!(main.cost_by_tenant.len(), 2);
+    assert!((main.cost_by_tenant["acme"] - 6.25).abs() < 1e-9);
+    assert!((main.cost_by_tenant["globex"] - 1.25).abs() < 1e-9);
     assert_eq!((main.quality_sum, main.quality_count), (2.0, 4));
     // Exact lower percentiles of 1..=100 at rank floor(q * 99): 50, 90, 95, 99.
     for (got, exact) in [

@@ -405,6 +405,7 @@ pub(crate) mod tests {
             quality_count: if quality.is_some() { count } else { 0 },
             latency_sketch: None,
             watermark: start + 60_000,
+            cost_by_tenant: BTreeMap::new(),
         }
     }
 

@@ -64,6 +64,7 @@ fn windows() -> Vec<WindowAggregate> {
                 quality_count: count,
                 latency_sketch: None,
                 watermark: window_start + 65_000,
+                cost_by_tenant: BTreeMap::new(),
             }
         })
         .collect()

@@ -75,6 +75,7 @@ fn window(series: (&str, &str, &str, &str), i: i64, v: Vals) -> WindowAggregate 
         quality_count: v.count,
         latency_sketch: None,
         watermark: start + MINUTE + 5_000,
+        cost_by_tenant: BTreeMap::new(),
     }
 }
 

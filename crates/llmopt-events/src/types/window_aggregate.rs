@@ -39,6 +39,9 @@ pub struct WindowAggregate {
     #[serde(default, with = "serde_bytes")]
     pub latency_sketch: Option<Vec<u8>>,
     pub watermark: i64,
+    /// Part of `cost_usd` per tenant, for the calls that name one.
+    #[serde(default)]
+    pub cost_by_tenant: BTreeMap<String, f64>,
 }
 
 /// Window shape.
