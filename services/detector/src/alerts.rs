@@ -212,7 +212,8 @@ impl AlertBook {
 }
 
 /// The RESOLVED event closing `firing`.
-fn resolved(firing: Alert, now: i64, value: Option<f64>, note: &str) -> Alert {
+/// The RESOLVED event of `firing` at `now`, its summary extended by `note`.
+pub(crate) fn resolved(firing: Alert, now: i64, value: Option<f64>, note: &str) -> Alert {
     Alert {
         id: alert_id(&firing.dedup_key, AlertStatus::Resolved, firing.starts_at),
         status: AlertStatus::Resolved,

@@ -12,6 +12,7 @@ use llmopt_events::Severity;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
+use crate::budget::Budget;
 use crate::change::ChangeConfig;
 use crate::metrics::{Metric, SeriesKey};
 
@@ -40,6 +41,8 @@ pub struct DetectorConfig {
     /// newest window seen) is forgotten and its firing alerts resolve, so that a model removed from
     /// routing does not leave an alert firing forever. 0 keeps series forever.
     pub idle_series_ttl_ms: i64,
+    /// Spending limits per day or month, with threshold and projection alerts.
+    pub budgets: Vec<Budget>,
 }
 
 impl Default for DetectorConfig {
@@ -78,6 +81,7 @@ impl Default for DetectorConfig {
             cooldown_ms: 300_000,
             anomaly_alerts: AnomalyAlertPolicy::default(),
             idle_series_ttl_ms: 3_600_000,
+            budgets: Vec::new(),
         }
     }
 }
@@ -336,11 +340,15 @@ pub enum ConfigError {
     /// Two rules with one name would share dedup keys and overwrite each other's state.
     #[error("duplicate rule name `{0}`")]
     DuplicateRule(String),
+    /// Two budgets with one name would share their spend and alerts.
+    #[error("duplicate budget name `{0}`")]
+    DuplicateBudget(String),
 }
 
 impl DetectorConfig {
     /// Checks ranges and names; [`crate::Detector`] constructors call it.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_budgets()?;
         let b = &self.baseline;
         check_name("baseline.name", &b.name)?;
         check(
@@ -501,6 +509,39 @@ impl DetectorConfig {
             }
             if !names.insert(rule.name.as_str()) {
                 return Err(ConfigError::DuplicateRule(rule.name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DetectorConfig {
+    fn validate_budgets(&self) -> Result<(), ConfigError> {
+        let mut names = BTreeSet::new();
+        for (i, budget) in self.budgets.iter().enumerate() {
+            check_name(&format!("budgets[{i}].name"), &budget.name)?;
+            if !names.insert(budget.name.as_str()) {
+                return Err(ConfigError::DuplicateBudget(budget.name.clone()));
+            }
+            check(
+                &format!("budgets[{i}].limit_usd"),
+                budget.limit_usd,
+                budget.limit_usd.is_finite() && budget.limit_usd > 0.0,
+                "> 0",
+            )?;
+            check(
+                &format!("budgets[{i}].project_after"),
+                budget.project_after,
+                budget.project_after > 0.0 && budget.project_after <= 1.0,
+                "0 < project_after <= 1",
+            )?;
+            for share in &budget.thresholds {
+                check(
+                    &format!("budgets[{i}].thresholds"),
+                    *share,
+                    *share > 0.0 && *share < 1.0,
+                    "each in (0, 1); reaching the limit is BudgetExceeded",
+                )?;
             }
         }
         Ok(())

@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use crate::alerts::{ActiveAlert, AlertBook, Condition};
 use crate::baseline::{BaselineDetector, Observation, RobustEwma, Score};
+use crate::budget::BudgetBook;
 use crate::change::{ChangeDetector, ChangeKind, ChangeState};
 use crate::config::{ConfigError, DetectorConfig, SloRule};
 use crate::metrics::{Metric, SeriesKey};
@@ -141,6 +142,9 @@ struct State<S> {
     #[serde(with = "crate::seq_map")]
     series: BTreeMap<SeriesKey, SeriesState<S>>,
     alerts: AlertBook,
+    /// Spend per budget in its current period.
+    #[serde(default)]
+    budgets: BudgetBook,
     newest_window_end: Option<i64>,
     stats: DetectorStats,
 }
@@ -184,6 +188,7 @@ impl<B: BaselineDetector> Detector<B> {
             detector: baseline.name().to_string(),
             series: BTreeMap::new(),
             alerts: AlertBook::default(),
+            budgets: BudgetBook::default(),
             newest_window_end: None,
             stats: DetectorStats::default(),
         };
@@ -271,6 +276,13 @@ impl<B: BaselineDetector> Detector<B> {
         }
         let mut out = Vec::new();
         self.advance_clock(window.window_end, &mut out);
+        // Budgets count every tumbling window, revisions included (they replace what the
+        // earlier revision added), before the series' staleness and volume checks.
+        if !self.config.budgets.is_empty() {
+            for alert in self.state.budgets.on_window(&self.config.budgets, window) {
+                self.push_alert(alert, &mut out);
+            }
+        }
 
         let key = SeriesKey::of(window);
         let series = self

@@ -7,13 +7,14 @@
 //! timestamps, so replaying the `windows` topic reproduces the same outputs with the same ids.
 //!
 //! Modules: [`config`] (what operators tune), [`metrics`] (what is measured), [`baseline`] (the
-//! pluggable baseline detectors), [`change`] (level shifts and drifts), [`rules`] (SLO rules with `for`), [`alerts`] (alert
+//! pluggable baseline detectors), [`change`] (level shifts and drifts), [`rules`] (SLO rules with `for`), [`budget`] (spend per period), [`alerts`] (alert
 //! lifecycle, dedup and cooldown) and the core that ties them together.
 
 #![warn(missing_docs)]
 
 pub mod alerts;
 pub mod baseline;
+pub mod budget;
 pub mod change;
 pub mod config;
 mod core;
@@ -25,6 +26,7 @@ mod seq_map;
 
 pub use crate::alerts::AlertBook;
 pub use crate::baseline::{BaselineDetector, Observation, RobustEwma, RobustEwmaState, Score};
+pub use crate::budget::{Budget, BudgetBook, BudgetPeriod};
 pub use crate::change::{ChangeConfig, ChangeDetector, ChangeKind, ChangeState, Scale};
 pub use crate::config::{
     AnomalyAlertPolicy, Comparison, ConfigError, DetectorConfig, Matchers, RobustEwmaConfig,

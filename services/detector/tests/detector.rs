@@ -864,3 +864,59 @@ fn a_slow_quality_drift_alerts_without_any_quality_rule() {
         "fired after {fired_at:?} windows"
     );
 }
+
+/// Budgets come from the configuration file, count the windows the core reads and publish their
+/// alerts on the alert topic keyed by dedup key; a restored snapshot keeps the period's spend.
+#[test]
+fn budgets_from_the_config_file_alert_through_the_core_and_survive_a_restore() {
+    let config: DetectorConfig = toml::from_str(
+        r#"
+        rules = []
+        metrics = []
+        [[budgets]]
+        name = "checkout-daily"
+        app = "checkout"
+        period = "day"
+        limit_usd = 11.0
+        [[budgets]]
+        name = "acme-monthly"
+        tenant = "acme"
+        period = "month"
+        limit_usd = 1000.0
+        "#,
+    )
+    .expect("config");
+    assert_eq!(config.budgets[0].thresholds, vec![0.85, 0.95]);
+    let mut d = detector(config.clone());
+    // $2 a window (1000 calls at $0.002): past 85 % of $11 ($9.35) with the fifth window.
+    let first: Vec<WindowAggregate> = (0..4).map(|i| window(OPENAI, i, Vals::default())).collect();
+    assert!(alerts(&feed(&mut d, &first)).is_empty());
+    let mut restored = detector(config);
+    restored
+        .restore(&d.snapshot().expect("snapshot"))
+        .expect("restore");
+    let out = feed(&mut restored, &[window(OPENAI, 4, Vals::default())]);
+    let fired = alerts(&out);
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].alertname, "BudgetThreshold");
+    assert_eq!(
+        fired[0].dedup_key,
+        "BudgetThreshold/budget/checkout-daily/85"
+    );
+    assert!((fired[0].value.unwrap_or_default() - 10.0).abs() < 1e-9);
+    let output = out
+        .iter()
+        .find(|o| o.topic == LogicalTopic::Alerts)
+        .expect("on the alert topic");
+    assert_eq!(output.key, fired[0].dedup_key);
+    // A budget with a `/` in its name would break dedup keys.
+    let bad: Result<DetectorConfig, _> = toml::from_str(
+        r#"
+        [[budgets]]
+        name = "a/b"
+        period = "day"
+        limit_usd = 1.0
+        "#,
+    );
+    assert!(Detector::new(bad.expect("parses")).is_err());
+}
