@@ -47,6 +47,9 @@ enum Command {
     /// Quantize a model (RTN/GPTQ) into an artifact, evaluate artifacts, benchmark.
     #[command(subcommand)]
     Quantize(commands::quantize::QuantizeCommand),
+    /// Reports read from the topics: `report cost --period day|week|month`.
+    #[command(subcommand)]
+    Report(commands::report::ReportCommand),
     /// Detection benchmarks: random incident scenarios, NAB result files for NAB's scorer.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -81,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             Command::Config(cmd) => commands::config_cmd::run(&config, cmd),
             Command::Quantize(cmd) => commands::quantize::run(&config, cmd),
             Command::Bench(cmd) => commands::bench::run(&config, cmd),
+            Command::Report(cmd) => commands::report::run(&config, cmd).await,
         }
     })
 }

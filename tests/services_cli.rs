@@ -322,3 +322,128 @@ async fn decisions_approve_publishes_the_approval() {
         .expect("approve again");
     assert!(!again.status.success());
 }
+
+/// `llmopt report cost` reads the windows, config changes and decisions from Kafka: its totals
+/// are the windows' sums (latest revision of each) and a decision's savings price the calls it
+/// served at the routing it replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_cost_sums_the_window_topic_and_prices_each_decision() {
+    let env = Env::new();
+    let transport = env.transport().await;
+    let names = env.names();
+    let start = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    let minute = 60_000;
+    let window = |model: &str, i: i64, revision: i32, calls: i64, cost_per_call: f64| {
+        let mut w = samples::window_aggregate();
+        w.app = "shop".into();
+        w.route = "chat".into();
+        w.provider = "openai".into();
+        w.model = model.into();
+        w.window_kind = llmopt_events::WindowKind::Tumbling;
+        w.window_start = start + i * minute;
+        w.window_end = w.window_start + minute;
+        w.window_id = format!("shop/chat/openai/{model}/{}", w.window_start);
+        w.id = format!("{}/r{revision}", w.window_id);
+        w.revision = revision;
+        w.count = calls;
+        w.cost_usd = calls as f64 * cost_per_call;
+        w.cost_by_tenant = [("acme".to_string(), w.cost_usd / 2.0)].into();
+        w
+    };
+    let mut windows = Vec::new();
+    for i in 0..20 {
+        if i < 10 {
+            windows.push(window("gpt-4o", i, 0, 100, 0.01));
+        } else {
+            windows.push(window("gpt-4o-mini", i, 0, 100, 0.001));
+        }
+    }
+    // A first revision of the last window, superseded by the one above: not counted.
+    windows.insert(0, window("gpt-4o-mini", 19, 0, 1, 0.001));
+    windows.last_mut().expect("window").revision = 1;
+    let change = |version: i64, i: i64, decision: Option<&str>, model: &str| ConfigChange {
+        id: format!("shop/chat/v{version}"),
+        event_time: start + i * minute,
+        app: "shop".into(),
+        route: "chat".into(),
+        version,
+        previous_version: (version > 1).then_some(version - 1),
+        kind: if decision.is_some() {
+            ChangeKind::Apply
+        } else {
+            ChangeKind::Initial
+        },
+        decision_id: decision.map(str::to_string),
+        targets: vec![RouteTarget {
+            provider: "openai".into(),
+            model: model.into(),
+            weight: 1.0,
+        }],
+        params: Default::default(),
+    };
+    let changes = [
+        change(1, 0, None, "gpt-4o"),
+        change(
+            2,
+            10,
+            Some("cheaper_model_canary/shop/chat/1"),
+            "gpt-4o-mini",
+        ),
+    ];
+    let meta = |id: &str, time: i64| EventMeta {
+        id: id.to_string(),
+        source: "/test".into(),
+        time_ms: Some(time),
+        partition_key: Some("shop/chat".into()),
+        ..EventMeta::default()
+    };
+    let mut records = Vec::new();
+    for w in &windows {
+        let m = wire::to_kafka(w, &meta(&w.id, w.window_end), DataFormat::Avro).expect("encode");
+        records.push((names.name(LogicalTopic::Windows), OutboundMessage::from(m)));
+    }
+    for c in &changes {
+        let m = wire::to_kafka(c, &meta(&c.id, c.event_time), DataFormat::Avro).expect("encode");
+        records.push((
+            names.name(LogicalTopic::ConfigChanges),
+            OutboundMessage::from(m),
+        ));
+    }
+    for (topic, message) in records {
+        transport.publish(&topic, message).await.expect("publish");
+    }
+
+    let out = env
+        .command(&["report", "cost", "--period", "day", "--json"])
+        .output()
+        .expect("report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["calls"], 2000);
+    let spend = report["spend_usd"].as_f64().expect("spend");
+    assert!((spend - (10.0 + 1.0)).abs() < 1e-9, "{spend}");
+    let tenants = report["by_tenant"].as_array().expect("tenants");
+    assert!(
+        tenants
+            .iter()
+            .any(|t| t["key"] == "acme"
+                && (t["spend_usd"].as_f64().unwrap_or(0.0) - 5.5).abs() < 1e-9)
+    );
+    let decisions = report["decisions"].as_array().expect("decisions");
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    // 1000 calls on gpt-4o-mini ($1) would have cost $10 on gpt-4o.
+    let saved = decisions[0]["savings_usd"].as_f64().expect("savings");
+    assert!((saved - 9.0).abs() < 1e-9, "{saved}");
+
+    let text = env
+        .command(&["report", "cost", "--period", "month"])
+        .output()
+        .expect("report");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("COST REPORT Month"), "{text}");
+    assert!(text.contains("cheaper_model_canary/shop/chat/1"), "{text}");
+}

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod loadgen;
 pub mod probe;
 pub mod quantize;
+pub mod report;
 pub mod run;
 pub mod schemas;
 pub mod topics;
