@@ -3,11 +3,12 @@
 //!
 //! A decision's savings are the spend under the old routing for the same traffic minus the
 //! actual spend: for each config change a decision applied, the calls its route served until the
-//! next change are priced at the cost per call the previous targets would have had (each model's
-//! cost per call on that route over every window read, or over the fleet when the route never
-//! used it), and the actual cost of those calls is subtracted. Quality and latency p95 are put
+//! next change are priced at the cost per call the previous targets would have had, and the
+//! actual cost of those calls is subtracted. A model the route still served after the change is
+//! priced at what it cost then; one it no longer served, at what it cost on that route over every
+//! window read (or over the fleet when the route never used it). Quality and latency p95 are put
 //! side by side the same way. It is an estimate: it assumes a model costs on the moved traffic
-//! what it cost on the route's traffic before.
+//! what it cost on the route's other traffic.
 
 use std::collections::BTreeMap;
 
@@ -311,22 +312,32 @@ pub fn build(
             };
             let until = list.get(i + 1).map_or(i64::MAX, |next| next.event_time);
             let mut segment = Totals::default();
+            let mut segment_models: BTreeMap<(&str, &str), Totals> = BTreeMap::new();
             for w in route_windows
                 .iter()
                 .filter(|w| w.window_start >= change.event_time && w.window_start < until)
             {
                 segment.add(w);
+                segment_models
+                    .entry((&w.provider, &w.model))
+                    .or_default()
+                    .add(w);
             }
             if segment.calls == 0 {
                 continue;
             }
-            let old_cpc = under(previous, |p, m| {
-                figure(app, route, p, m, Totals::cost_per_call)
-            });
-            let old_quality = under(previous, |p, m| figure(app, route, p, m, Totals::quality));
-            let old_latency = under(previous, |p, m| {
-                figure(app, route, p, m, Totals::latency_p95)
-            });
+            // A model still served after the change is priced as it was then (a price change
+            // at the same time is not the decision's doing); one no longer served, as it was
+            // on this route (or the fleet) over every window read.
+            let at = |p: &str, m: &str, f: fn(&Totals) -> Option<f64>| {
+                segment_models
+                    .get(&(p, m))
+                    .and_then(f)
+                    .or_else(|| figure(app, route, p, m, f))
+            };
+            let old_cpc = under(previous, |p, m| at(p, m, Totals::cost_per_call));
+            let old_quality = under(previous, |p, m| at(p, m, Totals::quality));
+            let old_latency = under(previous, |p, m| at(p, m, Totals::latency_p95));
             let entry = savings.entry(decision_id.clone()).or_insert_with(|| {
                 (
                     DecisionSavings {

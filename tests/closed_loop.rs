@@ -102,6 +102,21 @@ async fn default_scenario_every_incident_alerted_and_decided_no_false_alerts() {
         .iter()
         .any(|d| d.strategy == Strategy::CheaperModelCanary));
     assert!(lines.iter().any(|l| l.contains("ALERT FIRING")));
+    // The cost report's totals are the windows' sums; the cheaper-model canary saved money.
+    let cost = result.cost_report().expect("cost report");
+    let window_spend: f64 = result.record.windows.values().map(|w| w.cost_usd).sum();
+    let window_calls: i64 = result.record.windows.values().map(|w| w.count).sum();
+    assert!((cost.spend_usd - window_spend).abs() <= 1e-9 * window_spend.max(1.0));
+    assert_eq!(cost.calls, window_calls);
+    let canary = cost
+        .decisions
+        .iter()
+        .find(|d| d.strategy.as_deref() == Some("CheaperModelCanary"))
+        .expect("the canary's savings");
+    assert!(
+        canary.savings_usd.is_some_and(|s| s > 0.0),
+        "the cheaper model saved money: {canary:?}"
+    );
 
     // Same seed, same output.
     let (again, lines_again) = embedded_run().await;

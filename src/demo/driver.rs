@@ -117,6 +117,7 @@ impl ClosedLoop {
             LogicalTopic::Alerts,
             LogicalTopic::Decisions,
             LogicalTopic::Windows,
+            LogicalTopic::ConfigChanges,
         ]
         .map(|t| names.name(t));
         let console = transport.subscribe(console_group, &watched).await?;
@@ -279,6 +280,7 @@ impl ClosedLoop {
                     self.record.decisions.push(d.clone());
                     shown.push(AnyEvent::Decision(d));
                 }
+                AnyEvent::ConfigChange(c) => self.record.config_changes.push(c),
                 _ => {}
             }
             self.console.ack(&m)?;

@@ -347,10 +347,46 @@ impl DemoResult {
         }
     }
 
+    /// The cost report of the run's (simulated) day, from what the console read.
+    pub fn cost_report(&self) -> Option<crate::cost_report::CostReport> {
+        let windows: Vec<_> = self.record.windows.values().cloned().collect();
+        crate::cost_report::build(
+            &windows,
+            &self.record.config_changes,
+            &self.record.decisions,
+            crate::cost_report::ReportPeriod::Day,
+        )
+    }
+
     /// The closing report: incidents, false alerts, cost and quality, final routing, rate.
     pub fn render(&self, pipeline: &str) -> String {
         use std::fmt::Write;
         let mut out = report::render(&self.outcome, SIM_START_MS);
+        if let Some(cost) = self.cost_report() {
+            let _ = writeln!(
+                out,
+                "\nSAVINGS BY DECISION (the calls each served, priced at the routing it replaced; \
+                 `llmopt report cost` on a deployment): ${:.4} of ${:.4} spent",
+                cost.savings_usd, cost.spend_usd
+            );
+            let opt = |x: Option<f64>, digits: usize| {
+                x.map_or_else(|| "n/a".to_string(), |v| format!("{v:.digits$}"))
+            };
+            for d in &cost.decisions {
+                let _ = writeln!(
+                    out,
+                    "  {:<28} {}/{}: {} calls, ${:.4} spent, ${} saved, quality {} -> {}",
+                    d.strategy.as_deref().unwrap_or("?"),
+                    d.app,
+                    d.route,
+                    d.calls,
+                    d.spend_usd,
+                    opt(d.savings_usd, 4),
+                    opt(d.quality_before, 3),
+                    opt(d.quality_after, 3),
+                );
+            }
+        }
         let _ = writeln!(out, "\nFINAL ROUTING");
         for ((app, route), cfg) in &self.routing {
             let targets: Vec<String> = cfg

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use llmopt_events::{Alert, AlertStatus, Decision, WindowAggregate, WindowKind};
+use llmopt_events::{Alert, AlertStatus, ConfigChange, Decision, WindowAggregate, WindowKind};
 
-/// Alerts, decisions and window results in the order they were read.
+/// Alerts, decisions, window results and config changes in the order they were read.
 #[derive(Debug, Default, Clone)]
 pub struct Record {
     /// Every alert event (firing and resolved).
@@ -14,6 +14,8 @@ pub struct Record {
     pub decisions: Vec<Decision>,
     /// The latest revision of every tumbling window, by window id.
     pub windows: BTreeMap<String, WindowAggregate>,
+    /// Every routing config change.
+    pub config_changes: Vec<ConfigChange>,
 }
 
 impl Record {
