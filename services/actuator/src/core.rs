@@ -8,8 +8,10 @@ use llmopt_runtime::{Input, Output, Processor, StateScope};
 use llmopt_transport::LogicalTopic;
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{decision_step, parse_action, plan, Action, ApplyError};
-use crate::routing::{route_key, RoutingConfig, RoutingProjection};
+use llmopt_routing::{
+    decision_step, parse_action, plan, route_key, Action, ApplyError, RoutingConfig,
+    RoutingProjection,
+};
 
 /// The actuator's deterministic core.
 ///
@@ -192,9 +194,8 @@ impl Processor for Actuator {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::apply::*;
-    use crate::routing::weight_of;
     use llmopt_events::{ChangeKind, DecisionMode, Evidence, RouteTarget, Strategy};
+    use llmopt_routing::*;
 
     pub(crate) fn decision(id: &str, action: &str, params: &[(&str, &str)]) -> Decision {
         Decision {

@@ -7,23 +7,20 @@
 
 #![warn(missing_docs)]
 
-mod apply;
 mod core;
 mod live;
-mod routing;
 mod shell;
 
-pub use apply::{
-    canary_targets, decision_step, parse_action, plan, shift_traffic, Action, ApplyError, Plan,
-    ACTION_CANARY_STEP, ACTION_QUANTIZE, ACTION_ROLLBACK, ACTION_SHIFT_TRAFFIC,
-    ACTION_START_CANARY, PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER,
-    PARAM_SHIFT, PARAM_STEP, PARAM_TARGETS, PARAM_TARGET_VERSION, PARAM_WEIGHT,
-};
+// The routing contract lives in `llmopt-routing`; re-exported for the actuator's own users.
 pub use core::Actuator;
 pub use live::{live_key, read_live_config, write_live_config, LiveConfigError, LIVE_KEY_PREFIX};
-pub use routing::{
-    normalize_targets, route_key, targets_from_param, targets_to_param, weight_of, RoutingConfig,
-    RoutingError, RoutingProjection, VERSION_HISTORY_LIMIT, WEIGHT_PRECISION,
+pub use llmopt_routing::{
+    canary_targets, decision_step, normalize_targets, parse_action, plan, route_key, shift_traffic,
+    targets_from_param, targets_to_param, weight_of, Action, ApplyError, Plan, RoutingConfig,
+    RoutingError, RoutingProjection, ACTION_CANARY_STEP, ACTION_QUANTIZE, ACTION_ROLLBACK,
+    ACTION_SHIFT_TRAFFIC, ACTION_START_CANARY, PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL,
+    PARAM_PROVIDER, PARAM_SHIFT, PARAM_STEP, PARAM_TARGETS, PARAM_TARGET_VERSION, PARAM_WEIGHT,
+    VERSION_HISTORY_LIMIT, WEIGHT_PRECISION,
 };
 pub use shell::LiveConfigEffects;
 

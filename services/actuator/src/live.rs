@@ -8,7 +8,7 @@
 use llmopt_state::{CasOutcome, StateError, StateStore};
 use thiserror::Error;
 
-use crate::routing::{RoutingConfig, RoutingError};
+use llmopt_routing::{RoutingConfig, RoutingError};
 
 /// Prefix of the live routing config keys.
 pub const LIVE_KEY_PREFIX: &str = "routing";

@@ -4,14 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use llmopt_actuator::{
-    decision_step, targets_to_param, weight_of, RoutingConfig, RoutingProjection, ACTION_ROLLBACK,
-    PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER, PARAM_SHIFT, PARAM_TARGETS,
-    PARAM_TARGET_VERSION, PARAM_WEIGHT,
-};
 use llmopt_events::{
     Anomaly, AnyEvent, ChangeKind, ConfigChange, Decision as DecisionEvent, DecisionState,
     Evidence, RouteTarget, Strategy, WindowAggregate,
+};
+use llmopt_routing::{
+    decision_step, targets_to_param, weight_of, RoutingConfig, RoutingProjection, ACTION_ROLLBACK,
+    PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER, PARAM_SHIFT, PARAM_TARGETS,
+    PARAM_TARGET_VERSION, PARAM_WEIGHT,
 };
 use llmopt_runtime::{Input, Output, Processor, StateScope};
 use llmopt_transport::LogicalTopic;
@@ -505,7 +505,7 @@ impl Decision {
                         od.verifying_since = None;
                         let params = od.step_params();
                         let weight = params
-                            .get(llmopt_actuator::PARAM_WEIGHT)
+                            .get(llmopt_routing::PARAM_WEIGHT)
                             .cloned()
                             .unwrap_or_default();
                         out.push(od.transition(

@@ -8,11 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use llmopt_actuator::{route_key, PARAM_STEP};
 use llmopt_events::{
     AnyEvent, Decision as DecisionEvent, DecisionState, Evidence, QuantizationJob, RouteTarget,
     Strategy,
 };
+use llmopt_routing::{route_key, PARAM_STEP};
 use llmopt_runtime::Output;
 use llmopt_transport::LogicalTopic;
 use serde::{Deserialize, Serialize};
@@ -161,7 +161,7 @@ impl OpenDecision {
             p.insert(PARAM_STEP.to_string(), self.step.to_string());
             if let Some(w) = self.schedule.get(self.step as usize) {
                 p.insert(
-                    llmopt_actuator::PARAM_WEIGHT.to_string(),
+                    llmopt_routing::PARAM_WEIGHT.to_string(),
                     crate::strategies::fmt_num(*w),
                 );
             }

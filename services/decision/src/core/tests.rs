@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use llmopt_actuator::{weight_of, Actuator};
+use llmopt_actuator::Actuator;
 use llmopt_events::{
     AnyEvent, ChangeKind, ConfigChange, Decision as DecisionEvent, DecisionState, QuantizationJob,
     RouteTarget, Strategy,
 };
+use llmopt_routing::weight_of;
 use llmopt_runtime::{Input, Output, Processor};
 use llmopt_transport::LogicalTopic;
 
@@ -950,6 +951,12 @@ fn after_an_outage_traffic_returns_to_the_primary_through_a_probe_and_steps() {
         "{}",
         last_probe.1.reason
     );
+    // Every decision is in the routing contract's vocabulary.
+    for (id, d) in sim.decisions() {
+        if let Err(e) = llmopt_routing::parse_action(d) {
+            panic!("{id}: {e}");
+        }
+    }
     // Closed: the primary failing again fails over again.
     let again = outage("gpt", sim.minute + 15, i64::MAX);
     assert!(run_until(&mut sim, 40, &again, |s| s

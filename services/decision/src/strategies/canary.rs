@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use llmopt_actuator::{
+use llmopt_events::Strategy;
+use llmopt_routing::{
     weight_of, ACTION_START_CANARY, PARAM_MODEL, PARAM_PROVIDER, PARAM_STEP, PARAM_WEIGHT,
 };
-use llmopt_events::Strategy;
 
 use super::{evidence, fmt_num, Proposal, RouteView};
 use crate::stats::{mean, welch_t_greater};

@@ -9,11 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use llmopt_actuator::{
+use llmopt_events::Strategy;
+use llmopt_routing::{
     shift_traffic, targets_to_param, weight_of, ACTION_SHIFT_TRAFFIC, PARAM_FROM_MODEL,
     PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER, PARAM_SHIFT, PARAM_TARGETS,
 };
-use llmopt_events::Strategy;
 
 use super::{evidence, fmt_num, Proposal, RouteView};
 use crate::config::{DecisionConfig, ModelRef};
@@ -256,8 +256,8 @@ mod tests {
     use crate::config::RoutePolicy;
     use crate::history::tests::window;
     use crate::history::History;
-    use llmopt_actuator::targets_from_param;
     use llmopt_events::RouteTarget;
+    use llmopt_routing::targets_from_param;
 
     fn policy() -> RoutePolicy {
         RoutePolicy {

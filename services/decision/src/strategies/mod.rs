@@ -25,9 +25,9 @@ pub struct Proposal {
     pub app: String,
     /// Route.
     pub route: String,
-    /// Action for the actuator (see `llmopt_actuator::ACTION_*`).
+    /// Action for the actuator (see `llmopt_routing::ACTION_*`).
     pub action: String,
-    /// Action params (see `llmopt_actuator::PARAM_*`).
+    /// Action params (see `llmopt_routing::PARAM_*`).
     pub params: BTreeMap<String, String>,
     /// Human-readable why.
     pub reason: String,

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use llmopt_actuator::{ACTION_QUANTIZE, PARAM_MODEL, PARAM_PROVIDER};
 use llmopt_events::{QuantMethod, QuantizationJob, Strategy};
+use llmopt_routing::{ACTION_QUANTIZE, PARAM_MODEL, PARAM_PROVIDER};
 
 use super::{evidence, fmt_num, Proposal, RouteView};
 use crate::config::SelfHostedModel;

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use llmopt_actuator::{targets_to_param, ACTION_ROLLBACK, PARAM_TARGETS, PARAM_TARGET_VERSION};
 use llmopt_events::{RouteTarget, Strategy};
+use llmopt_routing::{targets_to_param, ACTION_ROLLBACK, PARAM_TARGETS, PARAM_TARGET_VERSION};
 use serde::{Deserialize, Serialize};
 
 use super::{evidence, fmt_num, Proposal, RouteView};

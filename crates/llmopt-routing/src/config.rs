@@ -1,8 +1,8 @@
 //! The routing config model and its projection from `config.changes`.
 //!
 //! The live routing config of an app/route is, by design, nothing but the last `ConfigChange` of
-//! that route: keeping the model and the projection here lets the actuator, its runner and the
-//! decision service agree on one definition of "current targets" and of "the targets of version
+//! that route: keeping the model and the projection in this crate lets the actuator, its runner
+//! and the decision service agree on one definition of "current targets" and of "the targets of version
 //! N" (which rollbacks need).
 
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ pub enum RoutingError {
 
 /// The routing config of one app/route: which provider/models get which share of its traffic.
 ///
-/// This is what the runner stores under [`crate::live_key`] and what routers read; it is the
+/// This is what the actuator's runner stores under its live key and what routers read; it is the
 /// projection of the route's last [`ConfigChange`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoutingConfig {
@@ -215,7 +215,7 @@ impl RoutingProjection {
         &self.current
     }
 
-    /// Takes the current configs out, for [`crate::Actuator::rebuild`].
+    /// Takes the current configs out (the actuator's rebuild from the topic).
     pub fn into_configs(self) -> BTreeMap<(String, String), RoutingConfig> {
         self.current
     }

@@ -7,7 +7,7 @@
 use llmopt_events::{ChangeKind, Decision, RouteTarget};
 use thiserror::Error;
 
-use crate::routing::{
+use crate::config::{
     normalize_targets, targets_from_param, weight_of, RoutingConfig, RoutingError,
     RoutingProjection,
 };
@@ -25,7 +25,7 @@ pub const ACTION_QUANTIZE: &str = "quantize";
 
 /// Param: version whose targets a rollback restores.
 pub const PARAM_TARGET_VERSION: &str = "target_version";
-/// Param: JSON list of targets (see [`crate::targets_to_param`]): the targets the decision
+/// Param: JSON list of targets (see [`crate::config::targets_to_param`]): the targets the decision
 /// expects to leave behind, used when the actuator has no config or version to start from.
 pub const PARAM_TARGETS: &str = "targets";
 /// Param: provider that receives traffic (fallback or canary candidate).
@@ -397,7 +397,9 @@ mod tests {
 
     #[test]
     fn unknown_action_and_missing_params_are_errors() {
-        let mut d = crate::core::tests::decision("x", "teleport", &[]);
+        let mut d = llmopt_events::samples::decision();
+        d.action = "teleport".into();
+        d.params.clear();
         assert!(matches!(
             parse_action(&d),
             Err(ApplyError::UnknownAction(_))
