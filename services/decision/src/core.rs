@@ -567,11 +567,31 @@ impl Decision {
     }
 
     fn try_failover(&mut self, route: &RouteId, w: &WindowAggregate, t: i64) -> Vec<Output> {
-        if self.cooldown_active(route, t)
-            || self
-                .open_routing_on(route)
-                .any(|o| o.in_flight() || o.event.strategy == Strategy::Failover)
-        {
+        // An evacuation under way (a failover away from this model was applied and it still
+        // gets traffic) goes on at the next window: it waits neither for the cooldown nor for
+        // the verification of its earlier steps, only for changes not applied yet. Anything
+        // else waits for the cooldown and for every open decision on the route.
+        let model = (w.provider.clone(), w.model.clone());
+        let evacuating = self
+            .circuits
+            .get(route)
+            .is_some_and(|c| c.contains_key(&model));
+        let evacuation_step = |o: &OpenDecision| {
+            o.event.strategy == Strategy::Failover
+                && o.state() == DecisionState::Verifying
+                && !o.event.params.contains_key(PARAM_PHASE)
+                && o.event.params.get(PARAM_FROM_PROVIDER) == Some(&model.0)
+                && o.event.params.get(PARAM_FROM_MODEL) == Some(&model.1)
+        };
+        let blocked = if evacuating {
+            self.open_routing_on(route).any(|o| !evacuation_step(o))
+        } else {
+            self.cooldown_active(route, t)
+                || self
+                    .open_routing_on(route)
+                    .any(|o| o.in_flight() || o.event.strategy == Strategy::Failover)
+        };
+        if blocked {
             return Vec::new();
         }
         let Some(view) = self.view(route, t) else {

@@ -1,7 +1,8 @@
 //! Failover: a provider/model whose error rate over its last windows is significantly above its
 //! SLO loses traffic to the first healthy entry of the route's fallback chain, at most
-//! `max_traffic_shift` per decision (a further decision, after the cooldown, moves the rest if
-//! it still fails). A fallback that breaches in turn hands its traffic to the next entry.
+//! `max_traffic_shift` per decision (the core lets a further decision move the rest at the next
+//! window if it still fails). A fallback that breaches in turn hands its traffic to the next
+//! entry.
 //!
 //! Fail-back: the model a failover took traffic from gets it back once it recovers, first a
 //! probe share (a circuit breaker's half-open state), then the rest in steps; the core keeps
