@@ -43,6 +43,11 @@ pub fn llm_call(n: u64) -> LlmCall {
         cost_usd: (n % 5 != 0).then_some(0.0001 * (n % 40) as f64),
         quality_score: (n % 7 == 0).then(|| 0.5 + (n % 5) as f64 / 10.0),
         config_version: Some((n / 1000) as i64 + 1),
+        gen_ai_usage_cache_read_input_tokens: None,
+        gen_ai_usage_reasoning_output_tokens: None,
+        gen_ai_request_max_tokens: None,
+        gen_ai_request_temperature: None,
+        gen_ai_response_finish_reasons: Vec::new(),
     }
 }
 

@@ -413,6 +413,11 @@ impl RouteState {
             cost_usd: None,
             quality_score: None,
             config_version: Some(active.version),
+            gen_ai_usage_cache_read_input_tokens: None,
+            gen_ai_usage_reasoning_output_tokens: None,
+            gen_ai_request_max_tokens: None,
+            gen_ai_request_temperature: None,
+            gen_ai_response_finish_reasons: Vec::new(),
         };
         let Some(model) = profile_index else {
             call.error_type = Some(ERROR_MODEL_NOT_FOUND.to_string());

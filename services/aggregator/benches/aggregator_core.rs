@@ -47,6 +47,11 @@ fn inputs() -> Vec<Input> {
                 cost_usd: Some(rng.gen_range(0.0..0.01)),
                 quality_score: rng.gen_bool(0.2).then(|| rng.gen()),
                 config_version: Some(1),
+                gen_ai_usage_cache_read_input_tokens: None,
+                gen_ai_usage_reasoning_output_tokens: None,
+                gen_ai_request_max_tokens: None,
+                gen_ai_request_temperature: None,
+                gen_ai_response_finish_reasons: Vec::new(),
             };
             Input {
                 topic: LogicalTopic::Telemetry,

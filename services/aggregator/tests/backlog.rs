@@ -42,6 +42,11 @@ fn partition_log(partition: i32, hours: i64, rng: &mut ChaCha8Rng) -> Vec<Input>
                 cost_usd: Some(0.001),
                 quality_score: None,
                 config_version: None,
+                gen_ai_usage_cache_read_input_tokens: None,
+                gen_ai_usage_reasoning_output_tokens: None,
+                gen_ai_request_max_tokens: None,
+                gen_ai_request_temperature: None,
+                gen_ai_response_finish_reasons: Vec::new(),
             };
             Input {
                 topic: LogicalTopic::Telemetry,

@@ -28,6 +28,11 @@ fn call(app: &str, t: i64, latency_ms: f64) -> LlmCall {
         cost_usd: Some(0.5),
         quality_score: None,
         config_version: None,
+        gen_ai_usage_cache_read_input_tokens: None,
+        gen_ai_usage_reasoning_output_tokens: None,
+        gen_ai_request_max_tokens: None,
+        gen_ai_request_temperature: None,
+        gen_ai_response_finish_reasons: Vec::new(),
     }
 }
 

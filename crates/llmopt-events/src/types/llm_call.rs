@@ -57,6 +57,21 @@ pub struct LlmCall {
     /// Routing config version that served the call.
     #[serde(default)]
     pub config_version: Option<i64>,
+    /// `gen_ai.usage.cache_read.input_tokens`: input tokens read from the prompt cache.
+    #[serde(default, alias = "gen_ai.usage.cache_read.input_tokens")]
+    pub gen_ai_usage_cache_read_input_tokens: Option<i64>,
+    /// `gen_ai.usage.reasoning.output_tokens`: output tokens spent on reasoning.
+    #[serde(default, alias = "gen_ai.usage.reasoning.output_tokens")]
+    pub gen_ai_usage_reasoning_output_tokens: Option<i64>,
+    /// `gen_ai.request.max_tokens`.
+    #[serde(default, alias = "gen_ai.request.max_tokens")]
+    pub gen_ai_request_max_tokens: Option<i64>,
+    /// `gen_ai.request.temperature`.
+    #[serde(default, alias = "gen_ai.request.temperature")]
+    pub gen_ai_request_temperature: Option<f64>,
+    /// `gen_ai.response.finish_reasons`.
+    #[serde(default, alias = "gen_ai.response.finish_reasons")]
+    pub gen_ai_response_finish_reasons: Vec<String>,
 }
 
 fn default_operation() -> String {
