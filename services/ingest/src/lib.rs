@@ -8,12 +8,14 @@
 mod config;
 mod core;
 mod dedup;
+pub mod otlp;
 mod pricing;
 mod validate;
 
 pub use config::IngestConfig;
 pub use core::Ingest;
 pub use dedup::DedupEffects;
+pub use otlp::{map_export, OtlpMapping};
 pub use pricing::{ModelPrice, PriceTable};
 
 /// Name used for this service's Kafka client id, consumer group and CloudEvents `source`, so
