@@ -38,6 +38,9 @@ pub struct RouteSnapshot {
 }
 
 /// One event produced by the simulator, ready to publish.
+// Nearly every event is a call: boxing it would cost an allocation per call to save memory on
+// the rare config change.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SimEvent {
     /// A finished LLM call, for `telemetry.raw`.
