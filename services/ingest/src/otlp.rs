@@ -341,7 +341,7 @@ fn time_to_first_token(
     Ok(span
         .events
         .iter()
-        .filter(|e| mapping.first_chunk_events.iter().any(|n| *n == e.name))
+        .filter(|e| mapping.first_chunk_events.contains(&e.name))
         .map(|e| e.time_unix_nano)
         .filter(|t| *t >= span.start_time_unix_nano)
         .min()
