@@ -169,14 +169,27 @@ pub enum OtlpDecodeError {
     Json(#[from] serde_json::Error),
 }
 
-/// Decodes an export body.
+/// Decodes an export body. JSON is the request envelope (`{"resourceSpans": [...]}`) or, as
+/// some collectors' Kafka exporters write it, the bare array of resource spans.
 pub fn decode_export(
     body: &[u8],
     encoding: OtlpEncoding,
 ) -> Result<ExportTraceServiceRequest, OtlpDecodeError> {
     Ok(match encoding {
         OtlpEncoding::Protobuf => ExportTraceServiceRequest::decode(body)?,
-        OtlpEncoding::Json => serde_json::from_slice(body)?,
+        OtlpEncoding::Json => {
+            let starts_with_array = body
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| *b == b'[');
+            if starts_with_array {
+                ExportTraceServiceRequest {
+                    resource_spans: serde_json::from_slice(body)?,
+                }
+            } else {
+                serde_json::from_slice(body)?
+            }
+        }
     })
 }
 

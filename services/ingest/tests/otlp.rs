@@ -342,6 +342,11 @@ fn json_and_protobuf_bodies_decode_to_the_same_calls() {
         out.calls[0].event_id,
         "otel-abababababababababababababababab-cd00000000000001"
     );
+    // A collector's Kafka exporter may write the bare array of resource spans.
+    let value: serde_json::Value = serde_json::from_str(json).expect("json");
+    let bare = serde_json::to_vec(&value["resourceSpans"]).expect("array");
+    let from_array = decode_export(&bare, OtlpEncoding::Json).expect("bare array");
+    assert_eq!(map_export(&from_array, &OtlpMapping::default()), out);
     let bytes = from_json.encode_to_vec();
     let from_protobuf = decode_export(&bytes, OtlpEncoding::Protobuf).expect("protobuf");
     assert_eq!(map_export(&from_protobuf, &OtlpMapping::default()), out);
