@@ -113,7 +113,7 @@ impl RuntimeConfig {
 }
 
 /// Environment variables holding secrets (from Kubernetes Secrets), read as plain strings.
-const SECRET_VARS: [(&str, &str); 3] = [
+const SECRET_VARS: [(&str, &str); 4] = [
     (
         "LLMOPT_TRANSPORT__KAFKA__SASL_USERNAME",
         "transport.kafka.sasl_username",
@@ -123,6 +123,10 @@ const SECRET_VARS: [(&str, &str); 3] = [
         "transport.kafka.sasl_password",
     ),
     ("LLMOPT_STATE__REDIS_PASSWORD", "state.redis_password"),
+    (
+        "LLMOPT_INGEST__OTLP__BEARER_TOKEN",
+        "ingest.otlp.bearer_token",
+    ),
 ];
 
 /// The state-store key prefix of an installation whose topics start with `topic_prefix`.
@@ -192,6 +196,9 @@ impl AppConfig {
         let mut shown = self.clone();
         if shown.transport.kafka.sasl_password.is_some() {
             shown.transport.kafka.sasl_password = Some("***".into());
+        }
+        if shown.ingest.otlp.bearer_token.is_some() {
+            shown.ingest.otlp.bearer_token = Some("***".into());
         }
         if shown.state.redis_password.is_some() {
             shown.state.redis_password = Some("***".into());

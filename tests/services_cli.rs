@@ -447,3 +447,216 @@ async fn report_cost_sums_the_window_topic_and_prices_each_decision() {
     assert!(text.contains("COST REPORT Month"), "{text}");
     assert!(text.contains("cheaper_model_canary/shop/chat/1"), "{text}");
 }
+
+/// One HTTP/1.1 POST; returns the status and the body bytes.
+fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    stream.write_all(body).expect("write body");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers end");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, response[split + 4..].to_vec())
+}
+
+/// An application's OTLP exporter pointed at `llmopt run ingest`: GenAI spans become calls on
+/// `telemetry` (a re-sent export is deduplicated), other spans are ignored, a GenAI span that
+/// is not a call is dead-lettered and reported in OTLP's partial success; gzip, JSON, the bearer
+/// token and the body checks answer as OTLP exporters expect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ingest_receives_genai_spans_over_otlp_http() {
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
+    let env = Env::new();
+    let transport = env.transport().await;
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let span = |n: u8, genai: bool, model: bool| {
+        let mut attributes = Vec::new();
+        if genai {
+            attributes.push(kv(
+                "gen_ai.operation.name",
+                Value::StringValue("chat".into()),
+            ));
+            attributes.push(kv("gen_ai.system", Value::StringValue("openai".into())));
+            attributes.push(kv("gen_ai.usage.input_tokens", Value::IntValue(100)));
+            attributes.push(kv("gen_ai.usage.output_tokens", Value::IntValue(20)));
+            attributes.push(kv(
+                "llmopt.route",
+                Value::StringValue("order-summary".into()),
+            ));
+            if model {
+                attributes.push(kv(
+                    "gen_ai.request.model",
+                    Value::StringValue("gpt-4o-mini".into()),
+                ));
+            }
+        } else {
+            attributes.push(kv("http.request.method", Value::StringValue("POST".into())));
+        }
+        let start = 1_767_225_600_000_000_000 + u64::from(n) * 1_000_000_000;
+        Span {
+            trace_id: vec![7; 16],
+            span_id: vec![1, 2, 3, 4, 5, 6, 7, n],
+            name: "chat gpt-4o-mini".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 400_000_000,
+            attributes,
+            ..Default::default()
+        }
+    };
+    let export = |spans: Vec<Span>| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", Value::StringValue("checkout".into()))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let first = export(vec![
+        span(1, true, true),
+        span(2, true, true),
+        span(3, false, false),
+        span(4, true, false),
+    ])
+    .encode_to_vec();
+
+    let (admin, otlp) = (free_port(), free_port());
+    let child = env
+        .command(&[
+            "run",
+            "ingest",
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .env("LLMOPT_INGEST__OTLP__LISTEN", format!("127.0.0.1:{otlp}"))
+        .env("LLMOPT_INGEST__OTLP__BEARER_TOKEN", "s3cret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn llmopt run ingest");
+    wait_for("/ready", Duration::from_secs(60), || {
+        http_get(admin, "/ready").is_some_and(|(s, _)| s == 200)
+    });
+    let auth = ("Authorization", "Bearer s3cret");
+    let protobuf = ("Content-Type", "application/x-protobuf");
+    assert_eq!(http_post(otlp, "/v1/traces", &[protobuf], &first).0, 401);
+    assert_eq!(
+        http_post(
+            otlp,
+            "/v1/traces",
+            &[("Authorization", "Bearer nope"), protobuf],
+            &first
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http_post(
+            otlp,
+            "/v1/traces",
+            &[auth, ("Content-Type", "text/plain")],
+            &first
+        )
+        .0,
+        415
+    );
+    assert_eq!(
+        http_post(otlp, "/v1/traces", &[auth, protobuf], &[0xff, 0xff, 0xff]).0,
+        400
+    );
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &first).expect("gzip");
+    let gzipped = gz.finish().expect("gzip");
+    let (status, body) = http_post(
+        otlp,
+        "/v1/traces",
+        &[auth, protobuf, ("Content-Encoding", "gzip")],
+        &gzipped,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer = ExportTraceServiceResponse::decode(body.as_slice()).expect("OTLP response");
+    let partial = answer.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("no model"),
+        "{}",
+        partial.error_message
+    );
+    // The exporter retries the same export: nothing new on `telemetry`.
+    assert_eq!(
+        http_post(otlp, "/v1/traces", &[auth, protobuf], &first).0,
+        200
+    );
+    // A JSON export of one more call.
+    let json = serde_json::to_vec(&export(vec![span(5, true, true)])).expect("json");
+    let (status, body) = http_post(
+        otlp,
+        "/v1/traces",
+        &[auth, ("Content-Type", "application/json")],
+        &json,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    let telemetry = env.names().name(LogicalTopic::Telemetry);
+    let three_out =
+        format!("llmopt_events_out_total{{service=\"ingest\",topic=\"{telemetry}\"}} 3\n");
+    wait_for("3 calls on telemetry", Duration::from_secs(60), || {
+        http_get(admin, "/metrics").is_some_and(|(_, body)| body.contains(&three_out))
+    });
+    let (_, metrics) = http_get(admin, "/metrics").expect("metrics");
+    for line in [
+        "llmopt_otlp_spans_total{outcome=\"accepted\"} 5\n",
+        "llmopt_otlp_spans_total{outcome=\"ignored\"} 2\n",
+        "llmopt_otlp_spans_total{outcome=\"rejected\"} 2\n",
+        "llmopt_otlp_requests_total{code=\"401\"} 2\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let dead = llmopt_transport::read_topic(
+        transport.as_ref(),
+        &env.names().name(LogicalTopic::DeadLetter),
+        "otlp-test",
+    )
+    .await
+    .expect("dead letters");
+    assert_eq!(dead.len(), 2, "the span without a model, once per export");
+    let stderr = sigterm_and_wait(child);
+    assert!(stderr.contains("OTLP/HTTP trace receiver"), "{stderr}");
+}

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use llmopt_ingest::otlp_receiver::{self, OtlpReceiver};
 use llmopt_runtime::{admin, shutdown};
 use llmopt_state::memory::MemoryStore;
 use llmopt_state::redis::RedisStore;
 use llmopt_state::{StateKind, StateStore};
 use llmopt_transport::embedded::EmbeddedTransport;
 use llmopt_transport::kafka::KafkaTransport;
-use llmopt_transport::{Transport, TransportKind};
+use llmopt_transport::{LogicalTopic, TopicNames, Transport, TransportKind};
 
 use llmopt::config::AppConfig;
 use llmopt::pipeline::{self, Service};
@@ -78,6 +79,22 @@ pub async fn run(
         llmopt::telemetry::mirror_prometheus(observed.metrics.registry().clone(), meter);
     }
     let transport = build_transport(config, name)?;
+    if let (Service::Ingest, Some(otlp_listen)) = (args.service, &config.ingest.otlp.listen) {
+        let addr: SocketAddr = otlp_listen
+            .parse()
+            .with_context(|| format!("ingest.otlp.listen `{otlp_listen}` is not an address"))?;
+        let names = TopicNames::new(&config.transport);
+        transport.ensure_topics(&names.all_specs()).await?;
+        let receiver = OtlpReceiver::new(
+            transport.clone(),
+            names.name(LogicalTopic::TelemetryRaw),
+            names.name(LogicalTopic::DeadLetter),
+            config.ingest.otlp.clone(),
+            observed.metrics.registry(),
+        )?;
+        let bound = otlp_receiver::serve(addr, Arc::new(receiver)).await?;
+        eprintln!("llmopt {name}: OTLP/HTTP trace receiver on http://{bound}/v1/traces");
+    }
     let store = build_state(config).await?;
     let handle = pipeline::start_observed(
         args.service,

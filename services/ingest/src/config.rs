@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::otlp_receiver::OtlpReceiverConfig;
 use crate::PriceTable;
 
 /// Ingest settings (`[ingest]` in the config file).
@@ -17,6 +18,8 @@ pub struct IngestConfig {
     pub model_aliases: BTreeMap<String, String>,
     /// Upper bound on a plausible latency; larger values are refused as unit errors (ms).
     pub max_latency_ms: f64,
+    /// The OTLP/HTTP trace receiver (off unless `listen` is set).
+    pub otlp: OtlpReceiverConfig,
 }
 
 impl Default for IngestConfig {
@@ -26,6 +29,7 @@ impl Default for IngestConfig {
             prices: PriceTable::default(),
             model_aliases: BTreeMap::new(),
             max_latency_ms: 3_600_000.0,
+            otlp: OtlpReceiverConfig::default(),
         }
     }
 }
