@@ -464,7 +464,8 @@ fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).expect("write");
-    stream.write_all(body).expect("write body");
+    // A server refusing an oversized body may answer and close before reading all of it.
+    let _ = stream.write_all(body);
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("read");
     let split = response
@@ -601,6 +602,27 @@ async fn run_ingest_receives_genai_spans_over_otlp_http() {
         400
     );
 
+    // Over the 4 MiB limit: as sent, and once decompressed (a small gzip of zeros).
+    let huge = vec![0u8; 4 * 1024 * 1024 + 1];
+    assert_eq!(
+        http_post(otlp, "/v1/traces", &[auth, protobuf], &huge).0,
+        413
+    );
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut bomb, &huge).expect("gzip");
+    let bomb = bomb.finish().expect("gzip");
+    assert!(bomb.len() < 64 * 1024);
+    assert_eq!(
+        http_post(
+            otlp,
+            "/v1/traces",
+            &[auth, protobuf, ("Content-Encoding", "gzip")],
+            &bomb
+        )
+        .0,
+        413
+    );
+
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, &first).expect("gzip");
     let gzipped = gz.finish().expect("gzip");
@@ -646,6 +668,7 @@ async fn run_ingest_receives_genai_spans_over_otlp_http() {
         "llmopt_otlp_spans_total{outcome=\"ignored\"} 2\n",
         "llmopt_otlp_spans_total{outcome=\"rejected\"} 2\n",
         "llmopt_otlp_requests_total{code=\"401\"} 2\n",
+        "llmopt_otlp_requests_total{code=\"200\"} 3\n",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }

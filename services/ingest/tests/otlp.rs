@@ -353,3 +353,68 @@ fn json_and_protobuf_bodies_decode_to_the_same_calls() {
     assert!(decode_export(b"{not json", OtlpEncoding::Json).is_err());
     assert!(decode_export(&[0xff, 0xff, 0xff], OtlpEncoding::Protobuf).is_err());
 }
+
+/// Random and mutated bodies, protobuf and JSON: every one decodes to an export or to an error,
+/// and every export maps; nothing panics. Seeded, so a failure reproduces.
+#[test]
+fn random_and_mutated_bodies_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+    let mut streamed = openai_v2_chat(20);
+    streamed.events.push(Event {
+        time_unix_nano: T0 + 5 * MS,
+        name: "llm.content.completion.chunk".into(),
+        ..Default::default()
+    });
+    let valid = export(
+        vec![s("service.name", "checkout")],
+        vec![
+            openai_v2_chat(21),
+            streamed,
+            span(22, vec![s("http.route", "/")]),
+        ],
+    );
+    let protobuf = valid.encode_to_vec();
+    let json = serde_json::to_vec(&valid).expect("json");
+    let mapping = OtlpMapping::default();
+    let (mut decoded, mut failed) = (0, 0);
+    let mut check = |body: &[u8], encoding| match decode_export(body, encoding) {
+        Ok(request) => {
+            let out = map_export(&request, &mapping);
+            let _ = out.calls.len() + out.rejected.len();
+            decoded += 1;
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            failed += 1;
+        }
+    };
+    for (base, encoding) in [
+        (&protobuf, OtlpEncoding::Protobuf),
+        (&json, OtlpEncoding::Json),
+    ] {
+        for _ in 0..3000 {
+            let mut body = base.clone();
+            for _ in 0..rng.gen_range(1..8) {
+                let at = rng.gen_range(0..body.len());
+                match rng.gen_range(0..4) {
+                    0 => body[at] ^= 1 << rng.gen_range(0..8),
+                    1 => body[at] = rng.gen(),
+                    2 => body.truncate(at.max(1)),
+                    _ => body.insert(at, rng.gen()),
+                }
+            }
+            check(&body, encoding);
+        }
+        for _ in 0..1000 {
+            let len = rng.gen_range(0..256);
+            let body: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            check(&body, encoding);
+        }
+    }
+    // Both outcomes happened: the mutations reached the mapping, not only the decoder.
+    assert!(
+        decoded > 100 && failed > 100,
+        "decoded {decoded}, failed {failed}"
+    );
+}
