@@ -256,3 +256,245 @@ async fn spans_of_two_services_are_linked_across_the_kafka_hop() {
         &text[..text.len().min(2000)]
     );
 }
+
+/// Decoded `LlmCall`s on an installation's `telemetry` topic, by request id.
+async fn calls_on_telemetry(
+    transport: &Arc<dyn Transport>,
+    names: &TopicNames,
+) -> std::collections::BTreeMap<String, llmopt_events::LlmCall> {
+    let registry = llmopt_events::SchemaRegistry::current();
+    llmopt_transport::read_topic(
+        transport.as_ref(),
+        &names.name(LogicalTopic::Telemetry),
+        "calls",
+    )
+    .await
+    .expect("read telemetry")
+    .into_iter()
+    .map(|m| {
+        let record = llmopt_cloudevents::KafkaMessage {
+            key: m.key,
+            headers: m.headers,
+            value: m.value,
+        };
+        let (_, _, call): (_, _, llmopt_events::LlmCall) =
+            wire::decode_kafka(&record, &Default::default(), &registry).expect("an LlmCall");
+        (call.request_id.clone(), call)
+    })
+    .collect()
+}
+
+/// One HTTP/1.1 POST of an OTLP protobuf body; returns the status.
+fn post_protobuf(port: u16, body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Content-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    stream.write_all(body).expect("write body");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// GenAI spans exported to rotel, whose Kafka exporter writes them to a topic (protobuf from
+/// one rotel, JSON from another), read by ingest's collector-topic bridge: the same calls as the
+/// same spans exported straight to ingest's OTLP/HTTP receiver in another installation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genai_spans_through_a_collectors_kafka_topics_are_the_calls_of_the_direct_path() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{
+        status::StatusCode, ResourceSpans, ScopeSpans, Status,
+    };
+    use prost::Message;
+
+    let rotel_bin = std::env::var("LLMOPT_ROTEL").unwrap_or_else(|_| {
+        panic!("LLMOPT_ROTEL is not set: run the README's test command (scripts/test.sh), which installs rotel")
+    });
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let text = |k: &str, v: &str| kv(k, Value::StringValue(v.into()));
+    let export = |first: u8| {
+        let spans = (first..first + 3)
+            .map(|n| {
+                let start = 1_767_225_600_000_000_000 + u64::from(n) * 1_000_000_000;
+                let mut attributes = vec![
+                    text("gen_ai.operation.name", "chat"),
+                    text("gen_ai.provider.name", "openai"),
+                    text("gen_ai.request.model", "gpt-4o-mini"),
+                    text("gen_ai.response.model", "gpt-4o-mini-2024-07-18"),
+                    kv(
+                        "gen_ai.usage.input_tokens",
+                        Value::IntValue(100 + i64::from(n)),
+                    ),
+                    kv("gen_ai.usage.output_tokens", Value::IntValue(20)),
+                    text("llmopt.route", "order-summary"),
+                    text("enduser.id", "acme"),
+                ];
+                let mut status = None;
+                if n % 3 == 0 {
+                    attributes.push(text("error.type", "rate_limited"));
+                    status = Some(Status {
+                        code: StatusCode::Error as i32,
+                        message: "429".into(),
+                    });
+                }
+                opentelemetry_proto::tonic::trace::v1::Span {
+                    trace_id: vec![9; 16],
+                    span_id: vec![8, 7, 6, 5, 4, 3, 2, n],
+                    name: "chat gpt-4o-mini".into(),
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: start + 300_000_000 + u64::from(n) * 1_000_000,
+                    attributes,
+                    status,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![text("service.name", "checkout")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    let (protobuf_export, json_export) = (export(1), export(4));
+
+    let direct_otlp = free_port();
+    let direct = Installation::new(
+        "otlp-direct",
+        &format!("[ingest.otlp]\nlisten = \"127.0.0.1:{direct_otlp}\"\n"),
+    );
+    let topics = |prefix: &str| {
+        (
+            format!("{prefix}collector_pb"),
+            format!("{prefix}collector_json"),
+        )
+    };
+    let (pb_topic, json_topic) = topics(&common::unique("otlpc"));
+    let bridged = Installation::new(
+        "otlp-bridged",
+        &format!(
+            "[[ingest.otlp.kafka_topics]]\ntopic = \"{pb_topic}\"\nformat = \"protobuf\"\n\n\
+             [[ingest.otlp.kafka_topics]]\ntopic = \"{json_topic}\"\nformat = \"json\"\n"
+        ),
+    );
+    let transport: Arc<dyn Transport> = Arc::new(
+        KafkaTransport::new(&common::kafka_config(), "otlp-collector-test").expect("kafka"),
+    );
+    let names = |install: &Installation| {
+        TopicNames::new(&TransportConfig {
+            topic_prefix: install.prefix.clone(),
+            partitions: 6,
+            ..TransportConfig::default()
+        })
+    };
+    let mut specs = names(&bridged).all_specs();
+    specs.extend(names(&direct).all_specs());
+    for topic in [&pb_topic, &json_topic] {
+        specs.push(TopicSpec {
+            name: topic.clone(),
+            partitions: 1,
+        });
+    }
+    transport.ensure_topics(&specs).await.expect("topics");
+
+    let mut rotels = Vec::new();
+    let mut rotel_ports = Vec::new();
+    for (format, topic) in [("protobuf", &pb_topic), ("json", &json_topic)] {
+        let http = free_port();
+        let log = bridged.dir.join(format!("rotel-{format}.log"));
+        rotels.push(Rotel(
+            Command::new(&rotel_bin)
+                .args([
+                    "start",
+                    "--otlp-grpc-endpoint",
+                    &format!("127.0.0.1:{}", free_port()),
+                    "--otlp-http-endpoint",
+                    &format!("127.0.0.1:{http}"),
+                    "--exporter",
+                    "kafka",
+                    "--kafka-exporter-brokers",
+                    &common::kafka_bootstrap(),
+                    "--kafka-exporter-format",
+                    format,
+                    "--kafka-exporter-traces-topic",
+                    topic,
+                ])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("start rotel-agent"),
+        ));
+        wait_for("rotel's OTLP/HTTP port", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", read(&log)));
+        rotel_ports.push(http);
+    }
+    let direct_ingest = direct.spawn_service("ingest", &[]);
+    let bridged_ingest = bridged.spawn_service("ingest", &[]);
+    direct_ingest.wait_ready(Duration::from_secs(60));
+    bridged_ingest.wait_ready(Duration::from_secs(60));
+
+    assert_eq!(post_protobuf(direct_otlp, &protobuf_export), 200);
+    assert_eq!(post_protobuf(direct_otlp, &json_export), 200);
+    assert_eq!(post_protobuf(rotel_ports[0], &protobuf_export), 200);
+    assert_eq!(post_protobuf(rotel_ports[1], &json_export), 200);
+
+    let out = |install: &Installation| {
+        format!(
+            "llmopt_events_out_total{{service=\"ingest\",topic=\"{}\"}} 6\n",
+            names(install).name(LogicalTopic::Telemetry)
+        )
+    };
+    for (process, install) in [(&direct_ingest, &direct), (&bridged_ingest, &bridged)] {
+        wait_for("6 calls on telemetry", Duration::from_secs(60), || {
+            process.metrics().contains(&out(install))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", process.metrics(), read(&process.log)));
+    }
+    let via_collector = bridged_ingest.metrics();
+    assert!(
+        via_collector.contains("llmopt_otlp_spans_total{outcome=\"accepted\"} 6\n"),
+        "{via_collector}"
+    );
+    direct_ingest.stop();
+    bridged_ingest.stop();
+
+    let direct_calls = calls_on_telemetry(&transport, &names(&direct)).await;
+    let bridged_calls = calls_on_telemetry(&transport, &names(&bridged)).await;
+    assert_eq!(direct_calls.len(), 6);
+    assert_eq!(bridged_calls, direct_calls, "the same calls either way");
+    let failed: Vec<_> = direct_calls
+        .values()
+        .filter(|c| c.error_type.as_deref() == Some("rate_limited"))
+        .collect();
+    assert_eq!(failed.len(), 2, "spans 3 and 6 failed");
+    assert!(direct_calls.values().all(|c| c.app == "checkout"
+        && c.tenant.as_deref() == Some("acme")
+        && c.cost_usd.is_some()));
+}

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use llmopt_ingest::otlp_receiver::{self, OtlpReceiver};
+use llmopt_ingest::otlp_kafka::CollectorBridge;
+use llmopt_ingest::otlp_receiver::{self, OtlpCounters, OtlpReceiver};
 use llmopt_runtime::{admin, shutdown};
 use llmopt_state::memory::MemoryStore;
 use llmopt_state::redis::RedisStore;
@@ -79,21 +80,39 @@ pub async fn run(
         llmopt::telemetry::mirror_prometheus(observed.metrics.registry().clone(), meter);
     }
     let transport = build_transport(config, name)?;
-    if let (Service::Ingest, Some(otlp_listen)) = (args.service, &config.ingest.otlp.listen) {
-        let addr: SocketAddr = otlp_listen
-            .parse()
-            .with_context(|| format!("ingest.otlp.listen `{otlp_listen}` is not an address"))?;
+    let signal = shutdown::on_signals();
+    let mut bridge = None;
+    let otlp = &config.ingest.otlp;
+    if args.service == Service::Ingest && (otlp.listen.is_some() || !otlp.kafka_topics.is_empty()) {
         let names = TopicNames::new(&config.transport);
         transport.ensure_topics(&names.all_specs()).await?;
-        let receiver = OtlpReceiver::new(
-            transport.clone(),
-            names.name(LogicalTopic::TelemetryRaw),
-            names.name(LogicalTopic::DeadLetter),
-            config.ingest.otlp.clone(),
-            observed.metrics.registry(),
-        )?;
-        let bound = otlp_receiver::serve(addr, Arc::new(receiver)).await?;
-        eprintln!("llmopt {name}: OTLP/HTTP trace receiver on http://{bound}/v1/traces");
+        let counters = OtlpCounters::register(observed.metrics.registry())?;
+        if let Some(otlp_listen) = &otlp.listen {
+            let addr: SocketAddr = otlp_listen
+                .parse()
+                .with_context(|| format!("ingest.otlp.listen `{otlp_listen}` is not an address"))?;
+            let receiver = OtlpReceiver::new(
+                transport.clone(),
+                names.name(LogicalTopic::TelemetryRaw),
+                names.name(LogicalTopic::DeadLetter),
+                otlp.clone(),
+                &counters,
+            );
+            let bound = otlp_receiver::serve(addr, Arc::new(receiver)).await?;
+            eprintln!("llmopt {name}: OTLP/HTTP trace receiver on http://{bound}/v1/traces");
+        }
+        if !otlp.kafka_topics.is_empty() {
+            let collector = CollectorBridge {
+                transport: transport.clone(),
+                group: names.group("ingest-otlp"),
+                topics: otlp.kafka_topics.clone(),
+                mapping: otlp.mapping.clone(),
+                raw_topic: names.name(LogicalTopic::TelemetryRaw),
+                dead_letter_topic: names.name(LogicalTopic::DeadLetter),
+                spans: counters.spans.clone(),
+            };
+            bridge = Some(tokio::spawn(collector.run(signal.clone())));
+        }
     }
     let store = build_state(config).await?;
     let handle = pipeline::start_observed(
@@ -105,7 +124,14 @@ pub async fn run(
         observed,
     )
     .await?;
-    let summary = handle.stage.run_until(shutdown::on_signals()).await?;
+    let summary = handle.stage.run_until(signal).await?;
+    if let Some(bridge) = bridge {
+        match bridge.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("llmopt {name}: collector topics: {e}"),
+            Err(e) => eprintln!("llmopt {name}: collector topics task: {e}"),
+        }
+    }
     handle.health.set_stopping();
     eprintln!("llmopt {name}: stopped after {summary:?}");
     Ok(())

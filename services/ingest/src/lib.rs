@@ -9,6 +9,7 @@ mod config;
 mod core;
 mod dedup;
 pub mod otlp;
+pub mod otlp_kafka;
 pub mod otlp_receiver;
 mod pricing;
 mod validate;

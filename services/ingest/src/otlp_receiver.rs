@@ -29,7 +29,8 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::otlp::{decode_export, map_export, OtlpEncoding, OtlpMapping};
+use crate::otlp::{decode_export, map_export, MappedExport, OtlpEncoding, OtlpMapping};
+use crate::otlp_kafka::CollectorTopic;
 
 /// `[ingest.otlp]`: the receiver is off unless `listen` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +44,8 @@ pub struct OtlpReceiverConfig {
     pub bearer_token: Option<String>,
     /// Where app, route and tenant come from.
     pub mapping: OtlpMapping,
+    /// Topics a collector's Kafka exporter writes traces to, read as well (none by default).
+    pub kafka_topics: Vec<CollectorTopic>,
 }
 
 impl Default for OtlpReceiverConfig {
@@ -52,7 +55,42 @@ impl Default for OtlpReceiverConfig {
             max_body_bytes: 4 * 1024 * 1024,
             bearer_token: None,
             mapping: OtlpMapping::default(),
+            kafka_topics: Vec::new(),
         }
+    }
+}
+
+/// The OTLP counters, shared by the HTTP receiver and the collector-topic bridge.
+#[derive(Clone)]
+pub struct OtlpCounters {
+    /// `llmopt_otlp_spans_total{outcome}`: accepted (GenAI calls), ignored (not GenAI),
+    /// rejected (dead-lettered spans), undecodable (dead-lettered collector records).
+    pub spans: IntCounterVec,
+    /// `llmopt_otlp_requests_total{code}`: HTTP export requests by status.
+    pub requests: IntCounterVec,
+}
+
+impl OtlpCounters {
+    /// Creates the counters and registers them on `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let spans = IntCounterVec::new(
+            Opts::new(
+                "llmopt_otlp_spans_total",
+                "OTLP spans received: accepted (GenAI calls), ignored (not GenAI), rejected \
+                 (dead-lettered); undecodable collector records",
+            ),
+            &["outcome"],
+        )?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "llmopt_otlp_requests_total",
+                "OTLP export requests by HTTP status",
+            ),
+            &["code"],
+        )?;
+        registry.register(Box::new(spans.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        Ok(Self { spans, requests })
     }
 }
 
@@ -67,40 +105,22 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
-    /// A receiver writing to `raw_topic` and `dead_letter_topic`; its counters
-    /// (`llmopt_otlp_spans_total{outcome}`, `llmopt_otlp_requests_total{code}`) are registered
-    /// on `registry`.
+    /// A receiver writing to `raw_topic` and `dead_letter_topic`.
     pub fn new(
         transport: Arc<dyn Transport>,
         raw_topic: String,
         dead_letter_topic: String,
         config: OtlpReceiverConfig,
-        registry: &Registry,
-    ) -> Result<Self, prometheus::Error> {
-        let spans = IntCounterVec::new(
-            Opts::new(
-                "llmopt_otlp_spans_total",
-                "Spans received over OTLP: accepted (GenAI calls), ignored (not GenAI), rejected (dead-lettered)",
-            ),
-            &["outcome"],
-        )?;
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "llmopt_otlp_requests_total",
-                "OTLP export requests by HTTP status",
-            ),
-            &["code"],
-        )?;
-        registry.register(Box::new(spans.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        Ok(Self {
+        counters: &OtlpCounters,
+    ) -> Self {
+        Self {
             transport,
             raw_topic,
             dead_letter_topic,
             config,
-            spans,
-            requests,
-        })
+            spans: counters.spans.clone(),
+            requests: counters.requests.clone(),
+        }
     }
 }
 
@@ -189,68 +209,23 @@ async fn handle(r: &OtlpReceiver, headers: &HeaderMap, body: &[u8]) -> Response 
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let mapped = map_export(&request, &r.config.mapping);
-    let mut records = Vec::with_capacity(mapped.calls.len());
-    for m in &mapped.calls {
-        let meta = EventMeta {
-            id: m.event_id.clone(),
-            source: format!("/otlp/{}", m.call.app),
-            time_ms: Some(m.call.event_time),
-            partition_key: Some(format!("{}/{}", m.call.app, m.call.route)),
-            traceparent: Some(m.traceparent.clone()),
-            subject: None,
-        };
-        match wire::to_kafka(&m.call, &meta, DataFormat::Avro) {
-            Ok(record) => records.push(OutboundMessage::from(record)),
-            Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    }
-    let mut dead = Vec::with_capacity(mapped.rejected.len());
-    for rejected in &mapped.rejected {
-        tracing::warn!(span = %rejected.ids, reason = rejected.error.reason(),
-            error = %rejected.error, "OTLP span dead-lettered");
-        let record = DeadLetter {
-            id: format!("dlq/otlp/{}", rejected.ids),
-            service: crate::SERVICE_NAME.to_string(),
-            error_kind: rejected.error.reason().to_string(),
-            error_message: rejected.error.to_string(),
-            source_topic: "otlp:/v1/traces".to_string(),
-            source_partition: -1,
-            source_offset: -1,
-            source_timestamp: None,
-            original_key: None,
-            original_headers: Vec::new(),
-            original_value: Some(rejected.span.clone()),
-        };
-        let meta = EventMeta {
-            id: record.id.clone(),
-            source: format!("llmopt/{}", crate::SERVICE_NAME),
-            partition_key: Some("otlp".to_string()),
-            ..EventMeta::default()
-        };
-        match wire::to_kafka(&record, &meta, DataFormat::Avro) {
-            Ok(record) => dead.push(OutboundMessage::from(record)),
-            Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    }
     // Nothing is acknowledged to the client before the broker acknowledged it.
-    let sent = futures::future::try_join(
-        r.transport.publish_batch(&r.raw_topic, records),
-        r.transport.publish_batch(&r.dead_letter_topic, dead),
+    match write_export(
+        r.transport.as_ref(),
+        &r.raw_topic,
+        &r.dead_letter_topic,
+        &mapped,
     )
-    .await;
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "OTLP export not written to Kafka; the client will retry");
-        return plain(StatusCode::SERVICE_UNAVAILABLE, format!("not written: {e}"));
+    .await
+    {
+        Ok(()) => {}
+        Err(WriteError::Encode(e)) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(WriteError::Transport(e)) => {
+            tracing::warn!(error = %e, "OTLP export not written to Kafka; the client will retry");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, format!("not written: {e}"));
+        }
     }
-    r.spans
-        .with_label_values(&["accepted"])
-        .inc_by(mapped.calls.len() as u64);
-    r.spans
-        .with_label_values(&["ignored"])
-        .inc_by(mapped.ignored);
-    r.spans
-        .with_label_values(&["rejected"])
-        .inc_by(mapped.rejected.len() as u64);
+    count_spans(&r.spans, &mapped);
     let partial_success = (!mapped.rejected.is_empty()).then(|| ExportTracePartialSuccess {
         rejected_spans: mapped.rejected.len() as i64,
         error_message: mapped
@@ -278,4 +253,103 @@ async fn handle(r: &OtlpReceiver, headers: &HeaderMap, body: &[u8]) -> Response 
             Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },
     }
+}
+
+/// Adds an export's spans to `llmopt_otlp_spans_total{outcome}`.
+pub(crate) fn count_spans(spans: &IntCounterVec, mapped: &MappedExport) {
+    spans
+        .with_label_values(&["accepted"])
+        .inc_by(mapped.calls.len() as u64);
+    spans.with_label_values(&["ignored"]).inc_by(mapped.ignored);
+    spans
+        .with_label_values(&["rejected"])
+        .inc_by(mapped.rejected.len() as u64);
+}
+
+/// Why an export was not written.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// A call or dead letter could not be encoded (a bug, not the client's).
+    Encode(String),
+    /// The broker did not acknowledge.
+    Transport(llmopt_transport::TransportError),
+}
+
+/// Writes an export's calls to `raw_topic` as CloudEvents and its rejected spans to
+/// `dead_letter_topic`, and resolves once the broker acknowledged all of them.
+pub(crate) async fn write_export(
+    transport: &dyn Transport,
+    raw_topic: &str,
+    dead_letter_topic: &str,
+    mapped: &MappedExport,
+) -> Result<(), WriteError> {
+    let mut records = Vec::with_capacity(mapped.calls.len());
+    for m in &mapped.calls {
+        let meta = EventMeta {
+            id: m.event_id.clone(),
+            source: format!("/otlp/{}", m.call.app),
+            time_ms: Some(m.call.event_time),
+            partition_key: Some(format!("{}/{}", m.call.app, m.call.route)),
+            traceparent: Some(m.traceparent.clone()),
+            subject: None,
+        };
+        let record = wire::to_kafka(&m.call, &meta, DataFormat::Avro)
+            .map_err(|e| WriteError::Encode(e.to_string()))?;
+        records.push(OutboundMessage::from(record));
+    }
+    let mut dead = Vec::with_capacity(mapped.rejected.len());
+    for rejected in &mapped.rejected {
+        tracing::warn!(span = %rejected.ids, reason = rejected.error.reason(),
+            error = %rejected.error, "OTLP span dead-lettered");
+        let record = dead_letter(
+            format!("dlq/otlp/{}", rejected.ids),
+            rejected.error.reason(),
+            rejected.error.to_string(),
+            "otlp:/v1/traces",
+            rejected.span.clone(),
+        );
+        dead.push(encode_dead_letter(&record).map_err(WriteError::Encode)?);
+    }
+    futures::future::try_join(
+        transport.publish_batch(raw_topic, records),
+        transport.publish_batch(dead_letter_topic, dead),
+    )
+    .await
+    .map_err(WriteError::Transport)?;
+    Ok(())
+}
+
+/// The dead-letter record of an OTLP span or record that is not a call.
+pub(crate) fn dead_letter(
+    id: String,
+    kind: &str,
+    message: String,
+    source: &str,
+    bytes: Vec<u8>,
+) -> DeadLetter {
+    DeadLetter {
+        id,
+        service: crate::SERVICE_NAME.to_string(),
+        error_kind: kind.to_string(),
+        error_message: message,
+        source_topic: source.to_string(),
+        source_partition: -1,
+        source_offset: -1,
+        source_timestamp: None,
+        original_key: None,
+        original_headers: Vec::new(),
+        original_value: Some(bytes),
+    }
+}
+
+pub(crate) fn encode_dead_letter(record: &DeadLetter) -> Result<OutboundMessage, String> {
+    let meta = EventMeta {
+        id: record.id.clone(),
+        source: format!("llmopt/{}", crate::SERVICE_NAME),
+        partition_key: Some(record.source_topic.clone()),
+        ..EventMeta::default()
+    };
+    wire::to_kafka(record, &meta, DataFormat::Avro)
+        .map(OutboundMessage::from)
+        .map_err(|e| e.to_string())
 }
