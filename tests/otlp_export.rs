@@ -479,7 +479,7 @@ async fn genai_spans_through_a_collectors_kafka_topics_are_the_calls_of_the_dire
     }
     let via_collector = bridged_ingest.metrics();
     assert!(
-        via_collector.contains("llmopt_otlp_spans_total{outcome=\"accepted\"} 6\n"),
+        via_collector.contains("\nllmopt_otlp_spans_total{outcome=\"accepted\"} 6\n"),
         "{via_collector}"
     );
     direct_ingest.stop();

@@ -664,11 +664,11 @@ async fn run_ingest_receives_genai_spans_over_otlp_http() {
     });
     let (_, metrics) = http_get(admin, "/metrics").expect("metrics");
     for line in [
-        "llmopt_otlp_spans_total{outcome=\"accepted\"} 5\n",
-        "llmopt_otlp_spans_total{outcome=\"ignored\"} 2\n",
-        "llmopt_otlp_spans_total{outcome=\"rejected\"} 2\n",
-        "llmopt_otlp_requests_total{code=\"401\"} 2\n",
-        "llmopt_otlp_requests_total{code=\"200\"} 3\n",
+        "\nllmopt_otlp_spans_total{outcome=\"accepted\"} 5\n",
+        "\nllmopt_otlp_spans_total{outcome=\"ignored\"} 2\n",
+        "\nllmopt_otlp_spans_total{outcome=\"rejected\"} 2\n",
+        "\nllmopt_otlp_requests_total{code=\"401\"} 2\n",
+        "\nllmopt_otlp_requests_total{code=\"200\"} 3\n",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
@@ -682,4 +682,129 @@ async fn run_ingest_receives_genai_spans_over_otlp_http() {
     assert_eq!(dead.len(), 2, "the span without a model, once per export");
     let stderr = sigterm_and_wait(child);
     assert!(stderr.contains("OTLP/HTTP trace receiver"), "{stderr}");
+}
+
+/// A real instrumented application: the `openai` client with OpenTelemetry's GenAI
+/// instrumentation (`tests/python/genai_app.py`) calls a fake OpenAI server (a plain chat
+/// completion, a streamed one, one the server fails) and exports its spans over OTLP/HTTP straight
+/// to `llmopt run ingest`; the calls on `telemetry` carry what the application did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_instrumented_with_opentelemetry_genai_exports_its_calls_to_ingest() {
+    let python = std::env::var("LLMOPT_PYTHON")
+        .unwrap_or_else(|_| panic!("LLMOPT_PYTHON not set: run the README's test command"));
+    let env = Env::new();
+    let transport = env.transport().await;
+    let (admin, otlp) = (free_port(), free_port());
+    let child = env
+        .command(&[
+            "run",
+            "ingest",
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .env("LLMOPT_INGEST__OTLP__LISTEN", format!("127.0.0.1:{otlp}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn llmopt run ingest");
+    wait_for("/ready", Duration::from_secs(60), || {
+        http_get(admin, "/ready").is_some_and(|(s, _)| s == 200)
+    });
+    let app = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/genai_app.py"
+        ))
+        .env(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            format!("http://127.0.0.1:{otlp}/v1/traces"),
+        )
+        .env("OTEL_SERVICE_NAME", "checkout")
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "llmopt.route=order-summary,llmopt.tenant=acme",
+        )
+        .output()
+        .expect("run the instrumented app");
+    assert!(
+        app.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&app.stdout),
+        String::from_utf8_lossy(&app.stderr)
+    );
+    let telemetry = env.names().name(LogicalTopic::Telemetry);
+    let three = format!("llmopt_events_out_total{{service=\"ingest\",topic=\"{telemetry}\"}} 3\n");
+    wait_for("3 calls on telemetry", Duration::from_secs(60), || {
+        http_get(admin, "/metrics").is_some_and(|(_, body)| body.contains(&three))
+    });
+    sigterm_and_wait(child);
+
+    let registry = llmopt_events::SchemaRegistry::current();
+    let mut calls: Vec<llmopt_events::LlmCall> =
+        llmopt_transport::read_topic(transport.as_ref(), &telemetry, "genai-app")
+            .await
+            .expect("read telemetry")
+            .into_iter()
+            .map(|m| {
+                let record = llmopt_cloudevents::KafkaMessage {
+                    key: m.key,
+                    headers: m.headers,
+                    value: m.value,
+                };
+                wire::decode_kafka(&record, &Default::default(), &registry)
+                    .expect("an LlmCall")
+                    .2
+            })
+            .collect();
+    calls.sort_by_key(|c| c.event_time);
+    assert_eq!(calls.len(), 3, "{calls:#?}");
+    for c in &calls {
+        assert_eq!(
+            (c.app.as_str(), c.route.as_str(), c.tenant.as_deref()),
+            ("checkout", "order-summary", Some("acme"))
+        );
+        assert_eq!(c.gen_ai_provider_name, "openai");
+        assert_eq!(c.gen_ai_operation_name, "chat");
+        assert!(c.latency_ms > 0.0 && c.latency_ms < 30_000.0, "{c:?}");
+    }
+    let (plain, streamed, failed) = (&calls[0], &calls[1], &calls[2]);
+    assert_eq!(plain.gen_ai_request_model, "gpt-4o-mini");
+    assert_eq!(
+        plain.gen_ai_response_model.as_deref(),
+        Some("gpt-4o-mini-2024-08-06")
+    );
+    assert_eq!(
+        (
+            plain.gen_ai_usage_input_tokens,
+            plain.gen_ai_usage_output_tokens
+        ),
+        (11, 7)
+    );
+    assert_eq!(plain.status, llmopt_events::CallStatus::Ok);
+    assert_eq!(plain.gen_ai_request_max_tokens, Some(64));
+    assert_eq!(
+        plain.gen_ai_response_finish_reasons,
+        vec!["stop".to_string()]
+    );
+    assert!(plain.cost_usd.is_some_and(|c| c > 0.0), "priced by ingest");
+    assert_eq!(streamed.gen_ai_request_model, "gpt-4o");
+    assert_eq!(
+        (
+            streamed.gen_ai_usage_input_tokens,
+            streamed.gen_ai_usage_output_tokens
+        ),
+        (13, 5)
+    );
+    assert_eq!(streamed.gen_ai_request_temperature, Some(0.3));
+    assert!(
+        streamed.latency_ms >= 150.0,
+        "the stream's three chunks took 150 ms: {streamed:?}"
+    );
+    assert_eq!(failed.gen_ai_request_model, "broken-model");
+    assert_eq!(failed.status, llmopt_events::CallStatus::Error);
+    assert_eq!(
+        failed.error_type.as_deref(),
+        Some("openai.InternalServerError"),
+        "the exception's qualified type name"
+    );
 }

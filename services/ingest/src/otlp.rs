@@ -275,7 +275,7 @@ pub fn map_span(
         .status
         .as_ref()
         .is_some_and(|s| s.code == StatusCode::Error as i32);
-    let error_type = attrs.string_of(&["error.type"]);
+    let error_type = attrs.string_of(&["error.type"]).map(exception_type_name);
     let failed = failed_status || error_type.is_some();
     let trace = hex(&span.trace_id);
     let span_id = hex(&span.span_id);
@@ -359,6 +359,15 @@ fn time_to_first_token(
         .filter(|t| *t >= span.start_time_unix_nano)
         .min()
         .map(|t| (t - span.start_time_unix_nano) as f64 / 1e6))
+}
+
+/// `error.type` as the semantic conventions want it, a fully qualified type name: some Python
+/// instrumentations set the exception class itself, which the SDK writes out as
+/// `<class 'openai.InternalServerError'>`.
+fn exception_type_name(raw: String) -> String {
+    raw.strip_prefix("<class '")
+        .and_then(|rest| rest.strip_suffix("'>"))
+        .map_or(raw.clone(), str::to_string)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -71,21 +71,19 @@ pub struct OtlpCounters {
 }
 
 impl OtlpCounters {
-    /// Creates the counters and registers them on `registry`.
+    /// Creates the counters and registers them on `registry` (whose `llmopt` namespace makes
+    /// them `llmopt_otlp_*`).
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let spans = IntCounterVec::new(
             Opts::new(
-                "llmopt_otlp_spans_total",
+                "otlp_spans_total",
                 "OTLP spans received: accepted (GenAI calls), ignored (not GenAI), rejected \
                  (dead-lettered); undecodable collector records",
             ),
             &["outcome"],
         )?;
         let requests = IntCounterVec::new(
-            Opts::new(
-                "llmopt_otlp_requests_total",
-                "OTLP export requests by HTTP status",
-            ),
+            Opts::new("otlp_requests_total", "OTLP export requests by HTTP status"),
             &["code"],
         )?;
         registry.register(Box::new(spans.clone()))?;

@@ -178,6 +178,10 @@ fn failures_come_from_the_span_status_and_error_type() {
         code: StatusCode::Error as i32,
         message: "Request timed out.".into(),
     });
+    let mut class = openai_v2_chat(16);
+    class
+        .attributes
+        .push(s("error.type", "<class 'openai.InternalServerError'>"));
     let mut unnamed = openai_v2_chat(4);
     unnamed.status = Some(Status {
         code: StatusCode::Error as i32,
@@ -188,7 +192,7 @@ fn failures_come_from_the_span_status_and_error_type() {
         code: StatusCode::Ok as i32,
         message: String::new(),
     });
-    let out = map(vec![timeout, unnamed, ok]);
+    let out = map(vec![timeout, class, unnamed, ok]);
     let calls: Vec<_> = out
         .calls
         .iter()
@@ -198,6 +202,11 @@ fn failures_come_from_the_span_status_and_error_type() {
         calls,
         vec![
             (CallStatus::Error, Some("timeout".to_string())),
+            // As openai-v2 2.4b0 with util-genai 1.1b0 writes it.
+            (
+                CallStatus::Error,
+                Some("openai.InternalServerError".to_string())
+            ),
             (CallStatus::Error, Some("_OTHER".to_string())),
             (CallStatus::Ok, None),
         ]
