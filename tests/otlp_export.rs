@@ -284,6 +284,44 @@ async fn calls_on_telemetry(
     .collect()
 }
 
+/// A rotel collector receiving OTLP/HTTP on a free port and writing traces to `topic` in
+/// `format` (`protobuf` or `json`); returns it and its OTLP/HTTP port.
+fn rotel_to_kafka(
+    rotel_bin: &str,
+    format: &str,
+    topic: &str,
+    log: &std::path::Path,
+) -> (Rotel, u16) {
+    let http = free_port();
+    let rotel = Rotel(
+        Command::new(rotel_bin)
+            .args([
+                "start",
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{}", free_port()),
+                "--otlp-http-endpoint",
+                &format!("127.0.0.1:{http}"),
+                "--exporter",
+                "kafka",
+                "--kafka-exporter-brokers",
+                &common::kafka_bootstrap(),
+                "--kafka-exporter-format",
+                format,
+                "--kafka-exporter-traces-topic",
+                topic,
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log"))
+            .spawn()
+            .expect("start rotel-agent"),
+    );
+    wait_for("rotel's OTLP/HTTP port", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", read(log)));
+    (rotel, http)
+}
+
 /// One HTTP/1.1 POST of an OTLP protobuf body; returns the status.
 fn post_protobuf(port: u16, body: &[u8]) -> u16 {
     use std::io::{Read, Write};
@@ -425,35 +463,10 @@ async fn genai_spans_through_a_collectors_kafka_topics_are_the_calls_of_the_dire
     let mut rotels = Vec::new();
     let mut rotel_ports = Vec::new();
     for (format, topic) in [("protobuf", &pb_topic), ("json", &json_topic)] {
-        let http = free_port();
         let log = bridged.dir.join(format!("rotel-{format}.log"));
-        rotels.push(Rotel(
-            Command::new(&rotel_bin)
-                .args([
-                    "start",
-                    "--otlp-grpc-endpoint",
-                    &format!("127.0.0.1:{}", free_port()),
-                    "--otlp-http-endpoint",
-                    &format!("127.0.0.1:{http}"),
-                    "--exporter",
-                    "kafka",
-                    "--kafka-exporter-brokers",
-                    &common::kafka_bootstrap(),
-                    "--kafka-exporter-format",
-                    format,
-                    "--kafka-exporter-traces-topic",
-                    topic,
-                ])
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("log"))
-                .spawn()
-                .expect("start rotel-agent"),
-        ));
-        wait_for("rotel's OTLP/HTTP port", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", read(&log)));
-        rotel_ports.push(http);
+        let (rotel, port) = rotel_to_kafka(&rotel_bin, format, topic, &log);
+        rotels.push(rotel);
+        rotel_ports.push(port);
     }
     let direct_ingest = direct.spawn_service("ingest", &[]);
     let bridged_ingest = bridged.spawn_service("ingest", &[]);
@@ -497,4 +510,101 @@ async fn genai_spans_through_a_collectors_kafka_topics_are_the_calls_of_the_dire
     assert!(direct_calls.values().all(|c| c.app == "checkout"
         && c.tenant.as_deref() == Some("acme")
         && c.cost_usd.is_some()));
+}
+
+/// The real instrumented application (`tests/python/genai_app.py`: the `openai` client with
+/// OpenTelemetry's GenAI instrumentation, plain, streamed and failed calls) exports the same
+/// spans to one installation's OTLP/HTTP receiver and to rotel, whose Kafka exporter feeds
+/// another installation's collector topic: both installations see the same calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instrumented_apps_spans_through_rotel_are_the_calls_of_the_direct_path() {
+    let rotel_bin = std::env::var("LLMOPT_ROTEL").unwrap_or_else(|_| {
+        panic!("LLMOPT_ROTEL is not set: run the README's test command (scripts/test.sh), which installs rotel")
+    });
+    let python = std::env::var("LLMOPT_PYTHON")
+        .unwrap_or_else(|_| panic!("LLMOPT_PYTHON not set: run the README's test command"));
+    let direct_otlp = free_port();
+    let direct = Installation::new(
+        "genai-direct",
+        &format!("[ingest.otlp]\nlisten = \"127.0.0.1:{direct_otlp}\"\n"),
+    );
+    let topic = common::unique("genai_spans");
+    let bridged = Installation::new(
+        "genai-bridged",
+        &format!("[[ingest.otlp.kafka_topics]]\ntopic = \"{topic}\"\n"),
+    );
+    let transport: Arc<dyn Transport> =
+        Arc::new(KafkaTransport::new(&common::kafka_config(), "genai-test").expect("kafka"));
+    let names = |install: &Installation| {
+        TopicNames::new(&TransportConfig {
+            topic_prefix: install.prefix.clone(),
+            partitions: 6,
+            ..TransportConfig::default()
+        })
+    };
+    let mut specs = names(&bridged).all_specs();
+    specs.extend(names(&direct).all_specs());
+    specs.push(TopicSpec {
+        name: topic.clone(),
+        partitions: 1,
+    });
+    transport.ensure_topics(&specs).await.expect("topics");
+    let (_rotel, rotel_http) = rotel_to_kafka(
+        &rotel_bin,
+        "protobuf",
+        &topic,
+        &bridged.dir.join("rotel.log"),
+    );
+    let direct_ingest = direct.spawn_service("ingest", &[]);
+    let bridged_ingest = bridged.spawn_service("ingest", &[]);
+    direct_ingest.wait_ready(Duration::from_secs(60));
+    bridged_ingest.wait_ready(Duration::from_secs(60));
+
+    let app = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/genai_app.py"
+        ))
+        .env(
+            "GENAI_APP_ENDPOINTS",
+            format!(
+                "http://127.0.0.1:{direct_otlp}/v1/traces,http://127.0.0.1:{rotel_http}/v1/traces"
+            ),
+        )
+        .env("OTEL_SERVICE_NAME", "checkout")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "llmopt.route=order-summary")
+        .output()
+        .expect("run the instrumented app");
+    assert!(
+        app.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&app.stdout),
+        String::from_utf8_lossy(&app.stderr)
+    );
+    for (process, install) in [(&direct_ingest, &direct), (&bridged_ingest, &bridged)] {
+        let three = format!(
+            "llmopt_events_out_total{{service=\"ingest\",topic=\"{}\"}} 3\n",
+            names(install).name(LogicalTopic::Telemetry)
+        );
+        wait_for("3 calls on telemetry", Duration::from_secs(60), || {
+            process.metrics().contains(&three)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", process.metrics(), read(&process.log)));
+    }
+    direct_ingest.stop();
+    bridged_ingest.stop();
+    let direct_calls = calls_on_telemetry(&transport, &names(&direct)).await;
+    let bridged_calls = calls_on_telemetry(&transport, &names(&bridged)).await;
+    assert_eq!(direct_calls.len(), 3);
+    assert_eq!(bridged_calls, direct_calls, "the same calls either way");
+    let models: std::collections::BTreeSet<&str> = direct_calls
+        .values()
+        .map(|c| c.gen_ai_request_model.as_str())
+        .collect();
+    assert_eq!(
+        models,
+        ["broken-model", "gpt-4o", "gpt-4o-mini"]
+            .into_iter()
+            .collect()
+    );
 }

@@ -3,9 +3,12 @@
 The official `openai` client, instrumented by `opentelemetry-instrumentation-openai-v2`, calls a
 small fake OpenAI-compatible server started here (chat completions, plain and streamed, and a
 server error), and the OpenTelemetry SDK exports the spans over OTLP/HTTP (protobuf) to
-OTEL_EXPORTER_OTLP_TRACES_ENDPOINT. App and route come from OTEL_SERVICE_NAME and
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or to every endpoint in GENAI_APP_ENDPOINTS (comma-separated:
+the same spans, with the same ids, to each). App and route come from OTEL_SERVICE_NAME and
 OTEL_RESOURCE_ATTRIBUTES, as in a deployment. Prints one JSON line per call made.
 """
+
+import os
 
 import json
 import sys
@@ -109,7 +112,10 @@ def main():
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     provider = TracerProvider(resource=Resource.create())
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    endpoints = [e for e in os.environ.get("GENAI_APP_ENDPOINTS", "").split(",") if e]
+    for endpoint in endpoints or [None]:
+        exporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     OpenAIInstrumentor().instrument()
     client = openai.OpenAI(
