@@ -13,15 +13,19 @@
 #   loadtest/run.sh scale [--duration SIM_SECONDS] [--rate EVENTS_PER_S] [--instances N]
 #       ingest and the aggregator as processes, once with one aggregator and once with N
 #       (one killed -9 for good at 1/3, one added at 2/3); every window compared, nothing late
+#   loadtest/run.sh otlp [--calls N] [--batch SPANS] [--clients C]
+#       spans/s through ingest's OTLP/HTTP receiver into Kafka vs the CloudEvents producer path
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 trap llmopt_services_down EXIT
 mode=transport
-if [[ ${1:-} =~ ^(transport|pipeline|restart|chaos|scale)$ ]]; then mode=$1; shift; fi
+if [[ ${1:-} =~ ^(transport|pipeline|restart|chaos|scale|otlp)$ ]]; then mode=$1; shift; fi
 llmopt_python_env
 llmopt_broker_up
-if [[ $mode != transport ]]; then
+if [[ $mode == otlp ]]; then
+  cargo run --release --locked -p llmopt-loadtest -- otlp "$@"
+elif [[ $mode != transport ]]; then
   llmopt_redis_up
   cargo build --release --locked --bin llmopt
   cargo run --release --locked -p llmopt-loadtest -- "$mode" --llmopt target/release/llmopt "$@"

@@ -9,9 +9,12 @@
 //! [`restart`]); the `chaos` mode (`loadtest/run.sh chaos`) kills every service at random points
 //! under load and compares every record with an uninterrupted run's (see [`chaos`]); the `scale`
 //! mode (`loadtest/run.sh scale`) runs three aggregators, kills one for good and adds one, and
-//! compares every window with a single aggregator's (see [`scale`]).
+//! compares every window with a single aggregator's (see [`scale`]); the `otlp` mode
+//! (`loadtest/run.sh otlp`) measures spans/s through ingest's OTLP/HTTP receiver against the
+//! CloudEvents path (see [`otlp`]).
 
 mod chaos;
+mod otlp;
 mod pipeline;
 mod restart;
 mod scale;
@@ -105,6 +108,22 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         instances: usize,
     },
+    /// Spans/s through ingest's OTLP/HTTP receiver into Kafka against the CloudEvents producer
+    /// path for the same calls (same process, same broker).
+    Otlp {
+        /// Calls (spans) per path.
+        #[arg(long, default_value_t = 100_000)]
+        calls: u64,
+        /// Spans per export and records per publish batch (the OpenTelemetry SDK's 512).
+        #[arg(long, default_value_t = 512)]
+        batch: usize,
+        /// Concurrent exporters / publishers.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Broker (defaults to $LLMOPT_KAFKA_BOOTSTRAP).
+        #[arg(long, env = "LLMOPT_KAFKA_BOOTSTRAP")]
+        bootstrap: String,
+    },
 }
 
 /// The binary and servers a pipeline load test runs against.
@@ -145,6 +164,21 @@ async fn main() -> anyhow::Result<()> {
             bootstrap,
         } => transport(events, partitions, bootstrap).await,
         Cmd::Pipeline { stack, duration } => stack.pipeline(duration).run(),
+        Cmd::Otlp {
+            calls,
+            batch,
+            clients,
+            bootstrap,
+        } => {
+            otlp::OtlpBench {
+                calls,
+                batch,
+                clients,
+                bootstrap,
+            }
+            .run()
+            .await
+        }
         Cmd::Restart {
             stack,
             base,
