@@ -477,6 +477,19 @@ async fn genai_spans_through_a_collectors_kafka_topics_are_the_calls_of_the_dire
     assert_eq!(post_protobuf(direct_otlp, &json_export), 200);
     assert_eq!(post_protobuf(rotel_ports[0], &protobuf_export), 200);
     assert_eq!(post_protobuf(rotel_ports[1], &json_export), 200);
+    // A record on a collector topic that is not OTLP: dead-lettered, nothing lost or stuck.
+    transport
+        .publish(
+            &pb_topic,
+            OutboundMessage {
+                key: None,
+                value: Some(b"not an export".to_vec()),
+                headers: Vec::new(),
+                timestamp_ms: None,
+            },
+        )
+        .await
+        .expect("publish garbage");
 
     let out = |install: &Installation| {
         format!(
@@ -490,11 +503,26 @@ async fn genai_spans_through_a_collectors_kafka_topics_are_the_calls_of_the_dire
         })
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", process.metrics(), read(&process.log)));
     }
+    let undecodable = "\nllmopt_otlp_spans_total{outcome=\"undecodable\"} 1\n";
+    wait_for(
+        "the garbage record dead-lettered",
+        Duration::from_secs(30),
+        || bridged_ingest.metrics().contains(undecodable),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", bridged_ingest.metrics()));
     let via_collector = bridged_ingest.metrics();
     assert!(
         via_collector.contains("\nllmopt_otlp_spans_total{outcome=\"accepted\"} 6\n"),
         "{via_collector}"
     );
+    let dead = llmopt_transport::read_topic(
+        transport.as_ref(),
+        &names(&bridged).name(LogicalTopic::DeadLetter),
+        "dlq",
+    )
+    .await
+    .expect("dead letters");
+    assert_eq!(dead.len(), 1);
     direct_ingest.stop();
     bridged_ingest.stop();
 

@@ -4,7 +4,7 @@
 //!
 //! A record's calls go to `telemetry.raw` exactly as the HTTP receiver writes them (same event
 //! ids, so the two ways in deduplicate against each other), its unmappable GenAI spans and any
-//! undecodable record to the dead-letter topic; the record is acked once the broker acknowledged
+//! record that is not OTLP (or whose calls cannot be encoded) to the dead-letter topic; the record is acked once the broker acknowledged
 //! all of that, and only acked records are committed: at least once, duplicates dropped by
 //! ingest's deduplication.
 
@@ -128,51 +128,59 @@ impl CollectorBridge {
         consumer.close().await
     }
 
-    /// Writes one collector record's calls and dead letters.
+    /// Writes one collector record's calls and dead letters; a record that is not OTLP, or
+    /// whose calls cannot be encoded, is dead-lettered whole. Only the broker's refusal is an
+    /// error (the record is retried).
     async fn forward(
         &self,
         message: &InboundMessage,
         encoding: OtlpEncoding,
-    ) -> Result<(), WriteError> {
+    ) -> Result<(), TransportError> {
         let body = message.value.as_deref().unwrap_or_default();
-        match decode_export(body, encoding) {
+        let (kind, reason) = match decode_export(body, encoding) {
             Ok(request) => {
                 let mapped = map_export(&request, &self.mapping);
-                write_export(
+                match write_export(
                     self.transport.as_ref(),
                     &self.raw_topic,
                     &self.dead_letter_topic,
                     &mapped,
                 )
-                .await?;
-                count_spans(&self.spans, &mapped);
-                Ok(())
+                .await
+                {
+                    Ok(()) => {
+                        count_spans(&self.spans, &mapped);
+                        return Ok(());
+                    }
+                    Err(WriteError::Transport(e)) => return Err(e),
+                    Err(WriteError::Encode(e)) => ("otlp_unencodable", e),
+                }
             }
-            Err(e) => {
-                tracing::warn!(topic = %message.topic, offset = message.offset, error = %e,
-                    "undecodable OTLP record dead-lettered");
-                let mut record = dead_letter(
-                    format!(
-                        "dlq/{}/{}/{}",
-                        message.topic, message.partition, message.offset
-                    ),
-                    "otlp_undecodable",
-                    e.to_string(),
-                    &message.topic,
-                    body.to_vec(),
-                );
-                record.source_partition = message.partition;
-                record.source_offset = message.offset;
-                record.source_timestamp = message.timestamp_ms;
-                record.original_key = message.key.clone();
-                let out = encode_dead_letter(&record).map_err(WriteError::Encode)?;
-                self.transport
-                    .publish(&self.dead_letter_topic, out)
-                    .await
-                    .map_err(WriteError::Transport)?;
-                self.spans.with_label_values(&["undecodable"]).inc();
-                Ok(())
+            Err(e) => ("otlp_undecodable", e.to_string()),
+        };
+        tracing::warn!(topic = %message.topic, offset = message.offset, kind, %reason,
+            "OTLP record dead-lettered");
+        let mut record = dead_letter(
+            format!(
+                "dlq/{}/{}/{}",
+                message.topic, message.partition, message.offset
+            ),
+            kind,
+            reason,
+            &message.topic,
+            body.to_vec(),
+        );
+        record.source_partition = message.partition;
+        record.source_offset = message.offset;
+        record.source_timestamp = message.timestamp_ms;
+        record.original_key = message.key.clone();
+        match encode_dead_letter(&record) {
+            Ok(out) => {
+                self.transport.publish(&self.dead_letter_topic, out).await?;
             }
+            Err(e) => tracing::error!(error = %e, "dead letter not encodable; record dropped"),
         }
+        self.spans.with_label_values(&["undecodable"]).inc();
+        Ok(())
     }
 }
