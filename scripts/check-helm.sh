@@ -129,7 +129,8 @@ def check(manifests, chart, values_file=None):
         dig = lambda *keys: __import__("functools").reduce(lambda d, k: (d or {}).get(k), keys, v)
         external = {x for x in (dig("kafka", "sasl", "existingSecret"), dig("redis", "auth", "existingSecret"),
                                 dig("quantizer", "persistence", "existingClaim"),
-                                dig("quantizer", "models", "existingClaim")) if x}
+                                dig("quantizer", "models", "existingClaim"),
+                                dig("ingest", "otlp", "existingSecret")) if x}
     out_dir = os.path.dirname(manifests)
     by_kind = {}
     for d in docs:
@@ -224,6 +225,30 @@ def check(manifests, chart, values_file=None):
             cm = (v.get("configMap") or {}).get("name")
             if cm and cm.endswith("-config") and ("ConfigMap", cm) not in names:
                 fail(f"Deployment/{name}: ConfigMap {cm} is not rendered")
+
+    # Ingest's OTLP/HTTP receiver: listening on a named container port that its Service and
+    # NetworkPolicy open, or not at all.
+    for dep in deployments:
+        name = dep["metadata"]["name"]
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e for e in c.get("env", [])}
+            ports = {p.get("name"): p for p in c.get("ports", [])}
+            listen = env.get("LLMOPT_INGEST__OTLP__LISTEN", {}).get("value")
+            if bool(listen) != ("otlp" in ports):
+                fail(f"Deployment/{name}: OTLP listen {listen!r} without a port named otlp, or the reverse")
+            if not listen:
+                continue
+            if c["name"] != "ingest" or listen != f"0.0.0.0:{ports['otlp']['containerPort']}":
+                fail(f"Deployment/{name}: OTLP listen {listen} does not match port otlp on ingest")
+            svc = [s for s in by_kind.get("Service", []) if s["metadata"]["name"] == name]
+            if not svc or not any(p.get("name") == "otlp" and p.get("targetPort") == "otlp"
+                                  for p in svc[0]["spec"]["ports"]):
+                fail(f"Service/{name}: does not expose the OTLP receiver (port otlp -> otlp)")
+            for np in by_kind.get("NetworkPolicy", []):
+                if np["metadata"]["name"] == name and not any(
+                        any(p.get("port") == "otlp" for p in rule.get("ports", []))
+                        for rule in np["spec"].get("ingress", [])):
+                    fail(f"NetworkPolicy/{name}: does not admit the OTLP receiver's port")
 
     def selected(kind, selector):
         hits = [n for n, l in pod_labels.items() if selects(selector, l)]
