@@ -12,7 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Days, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+use llmopt_detector::BudgetPeriod;
 use llmopt_events::{ConfigChange, Decision, RouteTarget, WindowAggregate, WindowKind};
 use serde::Serialize;
 
@@ -29,28 +30,14 @@ pub enum ReportPeriod {
 }
 
 impl ReportPeriod {
-    /// Start and end (ms) of the period containing `t`.
+    /// Start and end (ms) of the period containing `t`: the budgets' calendar.
     pub fn bounds(self, t: i64) -> Option<(i64, i64)> {
-        let day = Utc.timestamp_millis_opt(t).single()?.date_naive();
-        let (start, end) = match self {
-            ReportPeriod::Day => (day, day.checked_add_days(Days::new(1))?),
-            ReportPeriod::Week => {
-                let back = u64::from(day.weekday().num_days_from_monday());
-                let monday = day.checked_sub_days(Days::new(back))?;
-                (monday, monday.checked_add_days(Days::new(7))?)
-            }
-            ReportPeriod::Month => {
-                let first = day.with_day(1)?;
-                let next = if first.month() == 12 {
-                    first.with_year(first.year() + 1)?.with_month(1)?
-                } else {
-                    first.with_month(first.month() + 1)?
-                };
-                (first, next)
-            }
-        };
-        let ms = |d: chrono::NaiveDate| Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis());
-        Some((ms(start)?, ms(end)?))
+        match self {
+            ReportPeriod::Day => BudgetPeriod::Day,
+            ReportPeriod::Week => BudgetPeriod::Week,
+            ReportPeriod::Month => BudgetPeriod::Month,
+        }
+        .bounds(t)
     }
 }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use llmopt_events::samples;
-use llmopt_events::wire::{self, DataFormat, EventMeta};
 use llmopt_ingest::otlp::{map_export, OtlpMapping};
 use llmopt_ingest::otlp_receiver::{self, OtlpCounters, OtlpReceiver, OtlpReceiverConfig};
 use llmopt_transport::kafka::KafkaTransport;
@@ -147,19 +146,7 @@ impl OtlpBench {
         for body in &bodies {
             let request = ExportTraceServiceRequest::decode(body.as_slice())?;
             for m in map_export(&request, &OtlpMapping::default()).calls {
-                let meta = EventMeta {
-                    id: m.event_id.clone(),
-                    source: format!("/otlp/{}", m.call.app),
-                    time_ms: Some(m.call.event_time),
-                    partition_key: Some(format!("{}/{}", m.call.app, m.call.route)),
-                    traceparent: Some(m.traceparent.clone()),
-                    subject: None,
-                };
-                records.push(OutboundMessage::from(wire::to_kafka(
-                    &m.call,
-                    &meta,
-                    DataFormat::Avro,
-                )?));
+                records.push(otlp_receiver::raw_record(&m)?);
             }
         }
         anyhow::ensure!(records.len() as u64 == self.calls, "every span is a call");

@@ -1,4 +1,4 @@
-//! Budgets: spend per calendar period (a UTC day or month of event time) for the calls a budget
+//! Budgets: spend per calendar period (a UTC day, ISO week or month of event time) for the calls a budget
 //! covers (an app, a route, a tenant, or all of them), with the alerts cloud-billing and LiteLLM
 //! users know:
 //!
@@ -38,12 +38,14 @@ const PROJECTION_RESOLVE_SHARE: f64 = 0.95;
 /// ms): longer than any allowed lateness, shorter than a period.
 const REVISION_HORIZON_MS: i64 = 6 * 3_600_000;
 
-/// The calendar period a budget resets on, in UTC.
+/// The calendar period a budget resets on (and a cost report covers), in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BudgetPeriod {
     /// A UTC day.
     Day,
+    /// An ISO week, from Monday 00:00 UTC.
+    Week,
     /// A UTC calendar month.
     Month,
 }
@@ -56,6 +58,12 @@ impl BudgetPeriod {
             BudgetPeriod::Day => {
                 let day = at.date_naive();
                 (day, day.succ_opt()?)
+            }
+            BudgetPeriod::Week => {
+                let day = at.date_naive();
+                let back = u64::from(day.weekday().num_days_from_monday());
+                let monday = day.checked_sub_days(chrono::Days::new(back))?;
+                (monday, monday.checked_add_days(chrono::Days::new(7))?)
             }
             BudgetPeriod::Month => {
                 let first = at.date_naive().with_day(1)?;
@@ -74,6 +82,7 @@ impl BudgetPeriod {
     fn name(self) -> &'static str {
         match self {
             BudgetPeriod::Day => "day",
+            BudgetPeriod::Week => "week",
             BudgetPeriod::Month => "month",
         }
     }
@@ -519,5 +528,9 @@ mod tests {
         let (s, e) = BudgetPeriod::Month.bounds(end + 31 * 86_400_000).unwrap();
         assert_eq!(e - s, 28 * 86_400_000);
         assert_eq!(s, end + 31 * 86_400_000);
+        // Thursday 2026-12-31 is in the week of Monday 2026-12-28.
+        let (s, e) = BudgetPeriod::Week.bounds(t).unwrap();
+        assert_eq!(e - s, 7 * 86_400_000);
+        assert_eq!(s, BudgetPeriod::Day.bounds(t).unwrap().0 - 3 * 86_400_000);
     }
 }

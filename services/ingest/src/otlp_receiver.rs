@@ -29,7 +29,7 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::otlp::{decode_export, map_export, MappedExport, OtlpEncoding, OtlpMapping};
+use crate::otlp::{decode_export, map_export, MappedCall, MappedExport, OtlpEncoding, OtlpMapping};
 use crate::otlp_kafka::CollectorTopic;
 
 /// `[ingest.otlp]`: the receiver is off unless `listen` is set.
@@ -281,20 +281,11 @@ pub(crate) async fn write_export(
     dead_letter_topic: &str,
     mapped: &MappedExport,
 ) -> Result<(), WriteError> {
-    let mut records = Vec::with_capacity(mapped.calls.len());
-    for m in &mapped.calls {
-        let meta = EventMeta {
-            id: m.event_id.clone(),
-            source: format!("/otlp/{}", m.call.app),
-            time_ms: Some(m.call.event_time),
-            partition_key: Some(format!("{}/{}", m.call.app, m.call.route)),
-            traceparent: Some(m.traceparent.clone()),
-            subject: None,
-        };
-        let record = wire::to_kafka(&m.call, &meta, DataFormat::Avro)
-            .map_err(|e| WriteError::Encode(e.to_string()))?;
-        records.push(OutboundMessage::from(record));
-    }
+    let records = mapped
+        .calls
+        .iter()
+        .map(|m| raw_record(m).map_err(|e| WriteError::Encode(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut dead = Vec::with_capacity(mapped.rejected.len());
     for rejected in &mapped.rejected {
         tracing::warn!(span = %rejected.ids, reason = rejected.error.reason(),
@@ -315,6 +306,20 @@ pub(crate) async fn write_export(
     .await
     .map_err(WriteError::Transport)?;
     Ok(())
+}
+
+/// The `telemetry.raw` record of a mapped call: an Avro CloudEvent with the span's event id,
+/// source `/otlp/{app}`, key `{app}/{route}` and the span's `traceparent`.
+pub fn raw_record(m: &MappedCall) -> Result<OutboundMessage, llmopt_events::CodecError> {
+    let meta = EventMeta {
+        id: m.event_id.clone(),
+        source: format!("/otlp/{}", m.call.app),
+        time_ms: Some(m.call.event_time),
+        partition_key: Some(format!("{}/{}", m.call.app, m.call.route)),
+        traceparent: Some(m.traceparent.clone()),
+        subject: None,
+    };
+    wire::to_kafka(&m.call, &meta, DataFormat::Avro).map(OutboundMessage::from)
 }
 
 /// The dead-letter record of an OTLP span or record that is not a call.
