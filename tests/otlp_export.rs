@@ -262,26 +262,14 @@ async fn calls_on_telemetry(
     transport: &Arc<dyn Transport>,
     names: &TopicNames,
 ) -> std::collections::BTreeMap<String, llmopt_events::LlmCall> {
-    let registry = llmopt_events::SchemaRegistry::current();
-    llmopt_transport::read_topic(
-        transport.as_ref(),
-        &names.name(LogicalTopic::Telemetry),
-        "calls",
-    )
-    .await
-    .expect("read telemetry")
-    .into_iter()
-    .map(|m| {
-        let record = llmopt_cloudevents::KafkaMessage {
-            key: m.key,
-            headers: m.headers,
-            value: m.value,
-        };
-        let (_, _, call): (_, _, llmopt_events::LlmCall) =
-            wire::decode_kafka(&record, &Default::default(), &registry).expect("an LlmCall");
-        (call.request_id.clone(), call)
-    })
-    .collect()
+    common::windows::read_all(transport.as_ref(), &names.name(LogicalTopic::Telemetry))
+        .await
+        .into_iter()
+        .map(|event| match event {
+            llmopt_events::AnyEvent::LlmCall(call) => (call.request_id.clone(), call),
+            other => panic!("not an LlmCall: {other:?}"),
+        })
+        .collect()
 }
 
 /// A rotel collector receiving OTLP/HTTP on a free port and writing traces to `topic` in

@@ -739,21 +739,13 @@ async fn an_app_instrumented_with_opentelemetry_genai_exports_its_calls_to_inges
     });
     sigterm_and_wait(child);
 
-    let registry = llmopt_events::SchemaRegistry::current();
     let mut calls: Vec<llmopt_events::LlmCall> =
-        llmopt_transport::read_topic(transport.as_ref(), &telemetry, "genai-app")
+        common::windows::read_all(transport.as_ref(), &telemetry)
             .await
-            .expect("read telemetry")
             .into_iter()
-            .map(|m| {
-                let record = llmopt_cloudevents::KafkaMessage {
-                    key: m.key,
-                    headers: m.headers,
-                    value: m.value,
-                };
-                wire::decode_kafka(&record, &Default::default(), &registry)
-                    .expect("an LlmCall")
-                    .2
+            .map(|event| match event {
+                llmopt_events::AnyEvent::LlmCall(call) => call,
+                other => panic!("not an LlmCall: {other:?}"),
             })
             .collect();
     calls.sort_by_key(|c| c.event_time);
