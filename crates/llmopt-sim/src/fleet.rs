@@ -69,6 +69,57 @@ pub struct RouteSpec {
     /// Token counts of the route's calls.
     #[serde(default)]
     pub tokens: TokenProfile,
+    /// The models this route could use and their mean quality on its task (`provider/model`
+    /// → mean score): a cheap model can be good at one task and bad at another. A model not
+    /// listed scores its catalogue mean here. The listed models and the initial targets are the
+    /// route's choices: an optimizer's allowed set, and the baselines' candidates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quality: BTreeMap<String, f64>,
+}
+
+impl RouteSpec {
+    /// Mean quality of `provider/model` on this route.
+    pub fn quality_of(&self, catalogue: &Catalogue, provider: &str, model: &str) -> Option<f64> {
+        self.quality
+            .get(&format!("{provider}/{model}"))
+            .copied()
+            .or_else(|| catalogue.get(provider, model).map(|m| m.quality_mean))
+    }
+
+    /// The route's choices: its initial targets, then the models of [`RouteSpec::quality`]
+    /// (each once, as `(provider, model)`).
+    pub fn choices(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let listed = self.quality.keys().filter_map(|k| {
+            let (p, m) = k.split_once('/')?;
+            Some((p.to_string(), m.to_string()))
+        });
+        for key in self
+            .targets
+            .iter()
+            .map(|t| (t.provider.clone(), t.model.clone()))
+            .chain(listed)
+        {
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    /// The most capable choice: the highest mean quality on this route (first on ties).
+    pub fn most_capable(&self, catalogue: &Catalogue) -> Option<(String, String)> {
+        let mut best: Option<((String, String), f64)> = None;
+        for (p, m) in self.choices() {
+            let Some(q) = self.quality_of(catalogue, &p, &m) else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(_, b)| q > *b) {
+                best = Some(((p, m), q));
+            }
+        }
+        best.map(|(k, _)| k)
+    }
 }
 
 /// One application and its routes.
@@ -136,6 +187,10 @@ fn tokens(input: (f64, f64), output: (f64, f64), max_output: i64) -> TokenProfil
     }
 }
 
+fn route_quality(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(k, q)| (k.to_string(), *q)).collect()
+}
+
 fn tenants(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
@@ -163,6 +218,12 @@ impl Default for FleetSpec {
                                 ("fallback", "anthropic/claude-3-5-sonnet"),
                             ]),
                             tokens: tokens((1200.0, 0.4), (220.0, 0.5), 512),
+                            quality: route_quality(&[
+                                ("openai/gpt-4o-mini", 0.86),
+                                ("anthropic/claude-3-5-haiku", 0.84),
+                                ("google/gemini-1.5-flash", 0.74),
+                                ("google/gemini-1.5-pro", 0.87),
+                            ]),
                         },
                         RouteSpec {
                             name: "address-normalize".to_string(),
@@ -175,6 +236,11 @@ impl Default for FleetSpec {
                                 ("fallback", "openai/gpt-4o-mini"),
                             ]),
                             tokens: tokens((300.0, 0.3), (60.0, 0.4), 128),
+                            quality: route_quality(&[
+                                ("openai/gpt-4o-mini", 0.86),
+                                ("openai/gpt-4o", 0.88),
+                                ("google/gemini-1.5-flash", 0.72),
+                            ]),
                         },
                     ],
                 },
@@ -193,6 +259,12 @@ impl Default for FleetSpec {
                                 ("fallback", "openai/gpt-4o"),
                             ]),
                             tokens: tokens((2500.0, 0.5), (350.0, 0.6), 1024),
+                            quality: route_quality(&[
+                                ("openai/gpt-4o", 0.88),
+                                ("anthropic/claude-3-5-haiku", 0.87),
+                                ("google/gemini-1.5-pro", 0.88),
+                                ("openai/gpt-4o-mini", 0.79),
+                            ]),
                         },
                         RouteSpec {
                             name: "triage".to_string(),
@@ -205,6 +277,11 @@ impl Default for FleetSpec {
                                 ("fallback", "openai/gpt-4o-mini,google/gemini-1.5-flash"),
                             ]),
                             tokens: tokens((600.0, 0.4), (20.0, 0.3), 64),
+                            quality: route_quality(&[
+                                ("openai/gpt-4o-mini", 0.86),
+                                ("google/gemini-1.5-flash", 0.83),
+                                ("openai/gpt-4o", 0.88),
+                            ]),
                         },
                     ],
                 },
@@ -222,6 +299,11 @@ impl Default for FleetSpec {
                             ("fallback", "openai/gpt-4o-mini,anthropic/claude-3-5-haiku"),
                         ]),
                         tokens: tokens((150.0, 0.3), (30.0, 0.4), 64),
+                        quality: route_quality(&[
+                            ("openai/gpt-4o-mini", 0.86),
+                            ("anthropic/claude-3-5-haiku", 0.85),
+                            ("openai/gpt-4o", 0.88),
+                        ]),
                     }],
                 },
             ],
@@ -327,6 +409,18 @@ impl FleetSpec {
             }
             check_range(&format!("{f}.targets.weight"), t.weight, 0.0, 1.0)?;
             sum += t.weight;
+        }
+        for (key, q) in &route.quality {
+            let known = key
+                .split_once('/')
+                .is_some_and(|(p, m)| self.catalogue.get(p, m).is_some());
+            if !known {
+                return Err(SimError::invalid(
+                    format!("{f}.quality.{key}"),
+                    "not a provider/model of the catalogue",
+                ));
+            }
+            check_range(&format!("{f}.quality.{key}"), *q, 0.0, 1.0)?;
         }
         if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
             return Err(SimError::invalid(

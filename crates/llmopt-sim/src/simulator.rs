@@ -155,6 +155,8 @@ struct Active {
     targets: Vec<RouteTarget>,
     /// Catalogue index (None ⇒ unknown model) and sanitised weight, per target.
     resolved: Vec<(Option<usize>, f64)>,
+    /// Mean quality on this route of each target (its catalogue mean unless the route says).
+    quality: Vec<f64>,
     total_weight: f64,
     latency_factor: f64,
 }
@@ -164,6 +166,7 @@ struct Ctx<'a> {
     fleet: &'a FleetSpec,
     prices: &'a [ModelPrice],
     effects: &'a [Effect],
+    start_ms: i64,
 }
 
 struct RouteState {
@@ -183,6 +186,64 @@ struct RouteState {
     regressions: Vec<(i64, f64)>,
     manual: Vec<ManualChange>,
     next_manual: usize,
+    /// The route's most capable model (catalogue index) and its quality here.
+    capable: Option<(usize, f64)>,
+    /// The initial routing: (catalogue index, weight, quality here).
+    initial: Vec<(usize, f64, f64)>,
+    ledger: RouteLedger,
+}
+
+/// What a route's successful calls cost and how good they were, next to what two baselines
+/// would have given for the same calls (same tokens): always the route's most capable model,
+/// and the fleet's initial (static) routing. Cost is at list price; quality is the expected
+/// score (the serving model's mean on the route, less any drift), not the sampled feedback.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RouteLedger {
+    /// App.
+    pub app: String,
+    /// Route.
+    pub route: String,
+    /// Successful calls.
+    pub calls: u64,
+    /// Their cost (USD).
+    pub cost_usd: f64,
+    /// Sum of their expected quality.
+    pub quality_sum: f64,
+    /// The most capable model, `provider/model`.
+    pub capable: Option<String>,
+    /// The same calls on the most capable model: cost.
+    pub capable_cost_usd: f64,
+    /// And expected quality sum.
+    pub capable_quality_sum: f64,
+    /// The same calls under the initial routing: cost.
+    pub initial_cost_usd: f64,
+    /// And expected quality sum.
+    pub initial_quality_sum: f64,
+    /// Per minute of simulated time since the start: successful calls and the sum of their
+    /// expected quality (how good the route was, window by window).
+    pub minutes: BTreeMap<i64, (u64, f64)>,
+}
+
+impl RouteLedger {
+    fn record(
+        &mut self,
+        minute: i64,
+        cost: f64,
+        quality: f64,
+        capable: (f64, f64),
+        initial: (f64, f64),
+    ) {
+        self.calls += 1;
+        self.cost_usd += cost;
+        self.quality_sum += quality;
+        self.capable_cost_usd += capable.0;
+        self.capable_quality_sum += capable.1;
+        self.initial_cost_usd += initial.0;
+        self.initial_quality_sum += initial.1;
+        let m = self.minutes.entry(minute).or_default();
+        m.0 += 1;
+        m.1 += quality;
+    }
 }
 
 /// An event before ids are assigned, with its sort key.
@@ -257,10 +318,18 @@ impl RouteState {
             })
             .collect();
         let total_weight = resolved.iter().map(|(_, w)| w).sum();
+        let quality = targets
+            .iter()
+            .map(|t| {
+                spec.quality_of(&ctx.fleet.catalogue, &t.provider, &t.model)
+                    .unwrap_or(0.0)
+            })
+            .collect();
         let mut active = Active {
             version: snapshot.version,
             targets,
             resolved,
+            quality,
             total_weight,
             latency_factor: 1.0,
         };
@@ -389,6 +458,7 @@ impl RouteState {
         }
         let target = &active.targets[chosen];
         let profile_index = active.resolved[chosen].0;
+        let route_quality = active.quality[chosen];
         let tenant = if app.tenants.is_empty() {
             None
         } else {
@@ -453,11 +523,7 @@ impl RouteState {
             call.time_to_first_token_ms = Some(round1(ttft * latency_factor));
             call.latency_ms = round1((ttft + decode) * latency_factor);
             if rng.gen::<f64>() < fleet.quality_share {
-                let q = sample::normal(
-                    rng,
-                    profile.quality_mean - cond.quality_drop,
-                    profile.quality_sd,
-                );
+                let q = sample::normal(rng, route_quality - cond.quality_drop, profile.quality_sd);
                 call.quality_score = Some(q.clamp(0.0, 1.0));
             }
         }
@@ -470,6 +536,26 @@ impl RouteState {
         ) * cond.cost_factor;
         if rng.gen::<f64>() < fleet.cost_reported_share || cond.cost_factor != 1.0 {
             call.cost_usd = Some(cost);
+        }
+        if call.status == CallStatus::Ok {
+            let (i, o) = (
+                call.gen_ai_usage_input_tokens,
+                call.gen_ai_usage_output_tokens,
+            );
+            let capable = self
+                .capable
+                .map_or((0.0, 0.0), |(m, q)| (ctx.prices[m].cost(i, o), q));
+            let initial = self.initial.iter().fold((0.0, 0.0), |acc, (m, w, q)| {
+                (acc.0 + w * ctx.prices[*m].cost(i, o), acc.1 + w * q)
+            });
+            let minute = (t - ctx.start_ms).div_euclid(60_000);
+            self.ledger.record(
+                minute,
+                cost,
+                route_quality - cond.quality_drop,
+                capable,
+                initial,
+            );
         }
         call
     }
@@ -544,6 +630,32 @@ impl Simulator {
                     })
                     .collect();
                 manual.sort_by_key(|m| m.at_ms);
+                let catalogue = &fleet.catalogue;
+                let capable = spec.most_capable(catalogue).and_then(|(p, m)| {
+                    Some((
+                        catalogue.position(&p, &m)?,
+                        spec.quality_of(catalogue, &p, &m)?,
+                    ))
+                });
+                let initial = spec
+                    .targets
+                    .iter()
+                    .filter_map(|t| {
+                        Some((
+                            catalogue.position(&t.provider, &t.model)?,
+                            t.weight,
+                            spec.quality_of(catalogue, &t.provider, &t.model)?,
+                        ))
+                    })
+                    .collect();
+                let ledger = RouteLedger {
+                    app: app.name.clone(),
+                    route: spec.name.clone(),
+                    capable: spec
+                        .most_capable(catalogue)
+                        .map(|(p, m)| format!("{p}/{m}")),
+                    ..RouteLedger::default()
+                };
                 routes.push(RouteState {
                     app: a,
                     route: r,
@@ -557,6 +669,9 @@ impl Simulator {
                     regressions: Vec::new(),
                     manual,
                     next_manual: 0,
+                    capable,
+                    initial,
+                    ledger,
                 });
             }
         }
@@ -592,6 +707,7 @@ impl Simulator {
             fleet: &self.fleet,
             prices: &self.prices,
             effects: &self.effects,
+            start_ms: self.start_ms,
         };
         let mut pending = Vec::new();
         for (index, route) in self.routes.iter_mut().enumerate() {
@@ -673,6 +789,11 @@ impl Simulator {
     /// The seed all randomness comes from.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// Per route: what its calls cost and how good they were, next to the baselines.
+    pub fn ledgers(&self) -> Vec<RouteLedger> {
+        self.routes.iter().map(|r| r.ledger.clone()).collect()
     }
 
     /// The simulated fleet.

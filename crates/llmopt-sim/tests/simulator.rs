@@ -745,3 +745,111 @@ fn a_flat_shape_draws_exactly_the_events_of_a_fleet_without_one() -> Result<(), 
     assert_eq!(run(&mut a, 600), run(&mut b, 600));
     Ok(())
 }
+
+/// A quiet scenario of `hours`.
+fn quiet(hours: u64) -> Scenario {
+    Scenario {
+        name: "quiet".into(),
+        description: String::new(),
+        duration_s: hours * 3600,
+        incidents: Vec::new(),
+    }
+}
+
+#[test]
+fn a_route_scores_each_model_with_its_quality_on_the_routes_task() -> Result<(), SimError> {
+    let fleet = FleetSpec::default();
+    let answer = fleet.route("support-bot", "answer").expect("route");
+    let cat = &fleet.catalogue;
+    // Listed: the route's own figure; not listed: the catalogue's.
+    assert_eq!(answer.quality_of(cat, "openai", "gpt-4o-mini"), Some(0.79));
+    assert_eq!(
+        answer.quality_of(cat, "anthropic", "claude-3-5-sonnet"),
+        cat.get("anthropic", "claude-3-5-sonnet")
+            .map(|m| m.quality_mean)
+    );
+    assert_eq!(
+        answer.most_capable(cat),
+        Some(("anthropic".into(), "claude-3-5-sonnet".into()))
+    );
+    assert_eq!(answer.choices()[0].1, "claude-3-5-sonnet");
+    // The same model is good at one task and bad at another.
+    let summary = fleet.route("checkout", "order-summary").expect("route");
+    assert!(summary.quality_of(cat, "google", "gemini-1.5-flash") < Some(0.75));
+    // Calls sent to gpt-4o-mini on the answer route draw scores around 0.79.
+    let mut sim = new_sim(5, quiet(1))?;
+    let mut t = sim.now_ms();
+    let mut events = Vec::new();
+    while t < at(3600) {
+        t += STEP_MS;
+        events.extend(sim.advance(t, &mut |_, route| {
+            (route == "answer").then(|| RouteSnapshot {
+                version: 2,
+                targets: vec![RouteTarget {
+                    provider: "openai".into(),
+                    model: "gpt-4o-mini".into(),
+                    weight: 1.0,
+                }],
+            })
+        }));
+    }
+    let calls = calls(&events);
+    let q = mean_quality(&on_route(&calls, "support-bot", "answer"));
+    assert!((q - 0.79).abs() < 0.02, "{q}");
+    // A quality key that is not in the catalogue is rejected.
+    let mut bad = FleetSpec::default();
+    bad.apps[0].routes[0]
+        .quality
+        .insert("openai/gpt-9".into(), 0.9);
+    assert!(bad.validate().is_err());
+    Ok(())
+}
+
+#[test]
+fn the_ledger_prices_every_call_as_served_and_under_both_baselines() -> Result<(), SimError> {
+    let mut sim = new_sim(9, quiet(1))?;
+    let events = run(&mut sim, 1800);
+    let calls = calls(&events);
+    let prices = PriceTable::from_catalogue(&sim.fleet().catalogue);
+    for l in sim.ledgers() {
+        let served: Vec<&LlmCall> = on_route(&calls, &l.app, &l.route)
+            .into_iter()
+            .filter(|c| c.status == CallStatus::Ok)
+            .collect();
+        assert_eq!(l.calls as usize, served.len(), "{}/{}", l.app, l.route);
+        let cost: f64 = served
+            .iter()
+            .map(|c| {
+                prices
+                    .price(
+                        &c.gen_ai_provider_name,
+                        &c.gen_ai_request_model,
+                        c.gen_ai_usage_input_tokens,
+                        c.gen_ai_usage_output_tokens,
+                    )
+                    .unwrap_or(f64::NAN)
+            })
+            .sum();
+        assert!(
+            (l.cost_usd - cost).abs() < 1e-9 * cost.max(1.0),
+            "{}: {} vs {cost}",
+            l.route,
+            l.cost_usd
+        );
+        // Under the initial routing (no live config) served = static baseline.
+        assert!((l.initial_cost_usd - l.cost_usd).abs() < 0.05 * l.cost_usd.max(1e-12) + 1e-12);
+        assert!(l.capable_quality_sum >= l.quality_sum - 1e-9);
+        assert_eq!(
+            l.minutes.values().map(|(n, _)| n).sum::<u64>(),
+            l.calls,
+            "every call in one minute"
+        );
+    }
+    let summary = sim
+        .ledgers()
+        .into_iter()
+        .find(|l| l.route == "order-summary")
+        .expect("ledger");
+    assert_eq!(summary.capable.as_deref(), Some("openai/gpt-4o"));
+    Ok(())
+}
