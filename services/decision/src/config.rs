@@ -91,6 +91,48 @@ pub struct RoutePolicy {
     pub cheaper: Option<CheaperCandidate>,
     /// Self-hosted models of this route with cost/latency targets.
     pub self_hosted: Vec<SelfHostedModel>,
+    /// Models the router may send this route's traffic to (besides its current targets): the
+    /// route's allowed set. Empty: the router leaves the route alone, and `cheaper` (the
+    /// two-model special case) is canaried as before. With models, the router optimises the
+    /// route and `cheaper` is one more allowed model.
+    pub models: Vec<AllowedModel>,
+    /// Lowest acceptable mean quality score of the route's traffic. Unset: the incumbents'
+    /// mean less the `cheaper` margin when `cheaper` is set, otherwise no floor.
+    pub quality_floor: Option<f64>,
+    /// Latency SLO: p95 in ms no model may exceed to get traffic.
+    pub latency_slo_p95_ms: Option<f64>,
+    /// Highest acceptable cost per call (USD) for the `max_quality` objective.
+    pub max_cost_per_call_usd: Option<f64>,
+    /// What the router optimises within the constraints.
+    pub objective: Objective,
+}
+
+/// A model a route may be routed to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllowedModel {
+    /// Provider.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+    /// Most of the route's traffic this model may get (1: no cap).
+    #[serde(default = "one")]
+    pub max_share: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// What the router optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// The cheapest model whose quality, error rate and latency meet the route's constraints
+    /// (RouteLLM's cost/quality trade-off).
+    #[default]
+    MinCost,
+    /// The best model within the latency SLO and the cost ceiling.
+    MaxQuality,
 }
 
 impl RoutePolicy {
@@ -128,6 +170,54 @@ impl Default for FailbackConfig {
             enabled: true,
             probe_after_ms: 300_000,
             probe_share: 0.1,
+        }
+    }
+}
+
+/// The constrained Thompson sampling router: per route, posteriors of each allowed model's
+/// quality (Normal, from feedback scores), error rate (Beta) and its observed cost and latency;
+/// traffic is matched to each model's posterior probability of being the best feasible choice,
+/// one verified step at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouterConfig {
+    /// Whether routes with allowed models are optimised.
+    pub enabled: bool,
+    /// Most recent windows per model the posteriors are built from.
+    pub windows: usize,
+    /// Posterior draws per evaluation.
+    pub draws: usize,
+    /// Scored calls a model needs before its quality counts as known; until then it only gets
+    /// an exploration share.
+    pub min_scored_calls: i64,
+    /// Share an unknown model gets while it is explored (only on routes with feedback scores).
+    pub explore_share: f64,
+    /// Smallest share a step moves: smaller differences are noise, not worth a change.
+    pub min_step: f64,
+    /// Router decisions open at once over all routes.
+    pub max_concurrent: usize,
+    /// Most recent windows of a serving model the quality guard tests against the floor.
+    pub guard_windows: usize,
+    /// After the guard took a model's traffic away, its earlier windows are forgotten and it
+    /// is explored again only after this long (event time, ms).
+    pub reexplore_after_ms: i64,
+    /// Seed mixed into every evaluation's draws (with the route and the window time).
+    pub seed: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            windows: 60,
+            draws: 400,
+            min_scored_calls: 30,
+            explore_share: 0.05,
+            min_step: 0.05,
+            max_concurrent: 2,
+            guard_windows: 3,
+            reexplore_after_ms: 1_800_000,
+            seed: 0,
         }
     }
 }
@@ -271,6 +361,8 @@ pub struct DecisionConfig {
     pub limits: SafetyLimits,
     /// Returning traffic to models that recovered.
     pub failback: FailbackConfig,
+    /// The constrained Thompson sampling router of routes with allowed models.
+    pub router: RouterConfig,
     /// A PROPOSED decision not approved within this long (event time, ms) expires.
     pub proposal_ttl_ms: i64,
     /// Tumbling windows kept per route, bounding memory.
@@ -293,6 +385,7 @@ impl Default for DecisionConfig {
             canary: CanaryConfig::default(),
             limits: SafetyLimits::default(),
             failback: FailbackConfig::default(),
+            router: RouterConfig::default(),
             proposal_ttl_ms: 3_600_000,
             history_windows: 240,
         }
@@ -432,6 +525,45 @@ impl DecisionConfig {
             c.comparison_windows,
             "must be >= canary.min_candidate_windows",
         )?;
+        let r = &self.router;
+        check(r.windows >= 2, "router.windows", r.windows, "must be >= 2")?;
+        check(r.draws >= 10, "router.draws", r.draws, "must be >= 10")?;
+        check(
+            r.explore_share >= 0.0 && r.explore_share <= 0.5,
+            "router.explore_share",
+            r.explore_share,
+            "must be in [0, 0.5]",
+        )?;
+        check(
+            r.min_step > 0.0 && r.min_step <= 1.0,
+            "router.min_step",
+            r.min_step,
+            "must be in (0, 1]",
+        )?;
+        check(
+            r.guard_windows >= 1,
+            "router.guard_windows",
+            r.guard_windows,
+            "must be >= 1",
+        )?;
+        for p in &self.routes {
+            if let Some(floor) = p.quality_floor {
+                check(
+                    (0.0..=1.0).contains(&floor),
+                    "routes.quality_floor",
+                    floor,
+                    "must be in [0, 1]",
+                )?;
+            }
+            for m in &p.models {
+                check(
+                    m.max_share > 0.0 && m.max_share <= 1.0,
+                    "routes.models.max_share",
+                    m.max_share,
+                    "must be in (0, 1]",
+                )?;
+            }
+        }
         Ok(())
     }
 

@@ -18,12 +18,13 @@ use llmopt_transport::LogicalTopic;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, DecisionConfig, Mode};
-use crate::history::{History, ModelKey};
+use crate::history::{History, ModelKey, WindowPoint};
 use crate::lifecycle::{
     decision_id, decision_output, job_output, state_name, AppliedChange, OpenDecision, Verification,
 };
 use crate::strategies::failover::{self, FailbackStep, PARAM_PHASE};
 use crate::strategies::rollback::{self, Watch, WatchOutcome};
+use crate::strategies::router::{self, Arm, Constraints, Knobs};
 use crate::strategies::{canary, quantize, Proposal, RouteView};
 
 /// (app, route).
@@ -90,6 +91,11 @@ pub struct Decision {
     /// Open circuits per route: models failed away from, owed traffic back.
     #[serde(default)]
     circuits: BTreeMap<RouteId, BTreeMap<ModelKey, Circuit>>,
+    /// Per route, models the router's quality guard took traffic from, with the time: their
+    /// windows before it no longer count, so the model is learned again (explored) before it
+    /// gets traffic back.
+    #[serde(default)]
+    forgotten: BTreeMap<RouteId, BTreeMap<ModelKey, i64>>,
     now: Option<i64>,
 }
 
@@ -110,6 +116,7 @@ impl Decision {
             canaried: BTreeSet::new(),
             anomalies: BTreeMap::new(),
             circuits: BTreeMap::new(),
+            forgotten: BTreeMap::new(),
             now: None,
         })
     }
@@ -342,6 +349,19 @@ impl Decision {
                     to: (tp.clone(), tm.clone()),
                 }
             }
+            (Strategy::Experiment, ..)
+                if params.get(router::PARAM_PHASE).map(String::as_str)
+                    == Some(router::PHASE_GUARD) =>
+            {
+                Verification::Applied
+            }
+            (Strategy::Experiment, ..) => Verification::Constraints {
+                quality_floor: proposal.evidence.metrics.get("quality_floor").copied(),
+                latency_slo_p95_ms: self
+                    .config
+                    .policy(&proposal.app, &proposal.route)
+                    .and_then(|p| p.latency_slo_p95_ms),
+            },
             _ => Verification::Route,
         };
         let event = DecisionEvent {
@@ -396,7 +416,226 @@ impl Decision {
         out.extend(self.try_failback(&route, t, (w.window_end - w.window_start).max(0)));
         out.extend(self.try_quantize(&route, &w.provider, &w.model, t));
         out.extend(self.try_canary(&route, t));
+        out.extend(self.try_route(&route, t, (w.window_end - w.window_start).max(0)));
         out
+    }
+
+    /// Whether the router owns the route's optimisation (it lists allowed models).
+    fn routed(&self, route: &RouteId) -> bool {
+        self.config.router.enabled
+            && self
+                .config
+                .policy(&route.0, &route.1)
+                .is_some_and(|p| !p.models.is_empty())
+    }
+
+    /// The router's arms of a route: its allowed models, its cheaper candidate and its current
+    /// targets, each with its recent windows on the route.
+    fn router_arms(&self, view: &RouteView<'_>, t: i64, window_ms: i64) -> Vec<Arm> {
+        let Some(policy) = view.policy else {
+            return Vec::new();
+        };
+        let mut keys: Vec<(ModelKey, f64)> = Vec::new();
+        let mut add = |key: ModelKey, cap: f64| {
+            if !keys.iter().any(|(k, _)| *k == key) {
+                keys.push((key, cap));
+            }
+        };
+        for t in view.targets.iter().filter(|t| t.weight > SHARE_EPSILON) {
+            add((t.provider.clone(), t.model.clone()), 1.0);
+        }
+        for m in &policy.models {
+            add((m.provider.clone(), m.model.clone()), m.max_share);
+        }
+        if let Some(c) = &policy.cheaper {
+            add((c.provider.clone(), c.model.clone()), 1.0);
+        }
+        // A listed model's cap applies even when it is also a current target.
+        for (key, cap) in &mut keys {
+            if let Some(m) = policy
+                .models
+                .iter()
+                .find(|m| m.provider == key.0 && m.model == key.1)
+            {
+                *cap = m.max_share;
+            }
+        }
+        let cfg = &self.config;
+        let since = t - window_ms * cfg.failover_windows as i64;
+        let route = (view.app.to_string(), view.route.to_string());
+        let open = self.circuits.get(&route);
+        let forgotten = self.forgotten.get(&route);
+        keys.into_iter()
+            .map(|(key, cap)| {
+                let after = forgotten.and_then(|f| f.get(&key)).copied();
+                let points: Vec<&WindowPoint> = view
+                    .history
+                    .last_points(&key.0, &key.1, cfg.router.windows)
+                    .into_iter()
+                    .filter(|p| after.is_none_or(|a| p.start >= a))
+                    .collect();
+                let mut arm = Arm::from_points(
+                    key.clone(),
+                    weight_of(&view.targets, &key.0, &key.1),
+                    cap,
+                    cfg.error_slo.for_model(&key.0, &key.1),
+                    &points,
+                    cfg.router.guard_windows,
+                );
+                let fleet = self
+                    .history
+                    .model_points(&key.0, &key.1, cfg.failover_windows, since);
+                arm.excluded = open.is_some_and(|c| c.contains_key(&key))
+                    || failover::breach(&fleet, &key.0, &key.1, cfg).is_some();
+                arm.explorable =
+                    after.is_none_or(|a| t >= a.saturating_add(cfg.router.reexplore_after_ms));
+                arm
+            })
+            .collect()
+    }
+
+    /// The route's quality floor: configured, or the incumbents' mean quality less the cheaper
+    /// candidate's margin (the two-model canary's non-inferiority bound).
+    fn quality_floor(policy: &crate::config::RoutePolicy, arms: &[Arm]) -> Option<f64> {
+        if policy.quality_floor.is_some() {
+            return policy.quality_floor;
+        }
+        let cheaper = policy.cheaper.as_ref()?;
+        let incumbents: Vec<&Arm> = arms
+            .iter()
+            .filter(|a| a.weight > SHARE_EPSILON)
+            .filter(|a| a.key.0 != cheaper.provider || a.key.1 != cheaper.model)
+            .collect();
+        let scored: i64 = incumbents.iter().map(|a| a.scored).sum();
+        let sum: f64 = incumbents
+            .iter()
+            .filter_map(|a| a.quality_mean.map(|q| q * a.scored as f64))
+            .sum();
+        (scored > 0).then(|| sum / scored as f64 - cheaper.quality_margin)
+    }
+
+    /// The constrained Thompson sampling router (see [`router`]): a quality-guard step at once
+    /// when a serving model falls below the floor, otherwise (after the cooldown, within the
+    /// concurrency limit) one step towards the posterior's targets.
+    fn try_route(&mut self, route: &RouteId, t: i64, window_ms: i64) -> Vec<Output> {
+        if !self.routed(route) || self.circuits.contains_key(route) {
+            return Vec::new();
+        }
+        // Guard steps already applied do not hold the next one back (an evacuation goes on
+        // at the next window); anything else open on the route does.
+        let guard_step = |o: &OpenDecision| {
+            o.event.strategy == Strategy::Experiment
+                && o.state() == DecisionState::Verifying
+                && o.event.params.get(router::PARAM_PHASE).map(String::as_str)
+                    == Some(router::PHASE_GUARD)
+        };
+        let open: Vec<bool> = self.open_routing_on(route).map(guard_step).collect();
+        let guarding = !open.is_empty() && open.iter().all(|g| *g);
+        if !open.is_empty() && !guarding {
+            return Vec::new();
+        }
+        let Some(view) = self.view(route, t) else {
+            return Vec::new();
+        };
+        let Some(policy) = view.policy else {
+            return Vec::new();
+        };
+        let arms = self.router_arms(&view, t, window_ms);
+        let floor = Self::quality_floor(policy, &arms);
+        let c = Constraints::of(policy, floor);
+        let rc = &self.config.router;
+        let knobs = Knobs {
+            draws: rc.draws,
+            min_scored_calls: rc.min_scored_calls,
+            explore_share: rc.explore_share,
+            min_step: rc.min_step,
+            max_shift: self.config.limits.max_traffic_shift,
+            alpha: self.config.alpha,
+            seed: router::draw_seed(rc.seed, &route.0, &route.1, t),
+        };
+        let caused_by = |arms: &[Arm], idx: &[usize]| -> Vec<String> {
+            idx.iter()
+                .flat_map(|&i| {
+                    let (p, m) = &arms[i].key;
+                    view.history
+                        .last_points(p, m, 3)
+                        .into_iter()
+                        .map(|w| w.event_id.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let mut forget = None;
+        // A guard step needs somewhere known to go; until then the route explores.
+        let guard = router::guard(&arms, floor, &knobs).and_then(|(from, test)| {
+            router::guard_destination(&arms, from, &c, &knobs).map(|to| (from, to, test))
+        });
+        let proposal = if let Some((from, to, test)) = guard {
+            let probs = router::win_probabilities(&arms, &c, &knobs, &[]);
+            // Undoing harm waits neither for the cooldown nor for the concurrency limit.
+            let room = arms[to].max_share - arms[to].weight;
+            let shift = arms[from].weight.min(knobs.max_shift).min(room);
+            // A model that was chosen and regressed is learned again before it gets traffic
+            // back; one that only had its exploration share keeps what was learned (it is
+            // known bad until its windows age out of the history).
+            if arms[from].weight > knobs.explore_share + SHARE_EPSILON {
+                forget = Some(arms[from].key.clone());
+            }
+            router::proposal(
+                &view,
+                &arms,
+                &probs,
+                &c,
+                (from, to, shift),
+                router::PHASE_GUARD,
+                Some(test),
+                caused_by(&arms, &[from, to]),
+            )
+        } else if guarding {
+            return Vec::new();
+        } else {
+            let busy = self
+                .open
+                .values()
+                .filter(|o| o.event.strategy == Strategy::Experiment)
+                .count()
+                >= rc.max_concurrent;
+            if busy || self.cooldown_active(route, t) {
+                return Vec::new();
+            }
+            let Some((targets, probs)) = router::targets(&arms, &c, &knobs) else {
+                return Vec::new();
+            };
+            let Some((from, to, shift)) = router::step(&arms, &targets, &knobs) else {
+                return Vec::new();
+            };
+            let phase = if arms[to].scored < knobs.min_scored_calls {
+                router::PHASE_EXPLORE
+            } else {
+                router::PHASE_EXPLOIT
+            };
+            router::proposal(
+                &view,
+                &arms,
+                &probs,
+                &c,
+                (from, to, shift),
+                phase,
+                None,
+                caused_by(&arms, &[from, to]),
+            )
+        };
+        let targets = view.targets.clone();
+        let Some(p) = proposal else {
+            return Vec::new();
+        };
+        if let Some(model) = forget {
+            self.forgotten
+                .entry(route.clone())
+                .or_default()
+                .insert(model, t);
+        }
+        self.create(p, targets)
     }
 
     /// PROPOSED decisions older than the TTL expire.
@@ -454,7 +693,7 @@ impl Decision {
                 continue;
             };
             let (before, after) = match &od.verification {
-                Verification::Route => (
+                Verification::Route | Verification::Constraints { .. } | Verification::Applied => (
                     hist.windows_before(first.time, self.config.baseline_windows),
                     after,
                 ),
@@ -468,7 +707,19 @@ impl Decision {
                     hist.model_windows_after(&to.0, &to.1, since, n),
                 ),
             };
-            let cmp = rollback::compare(&before, &after, &self.config);
+            let cmp = match &od.verification {
+                Verification::Constraints {
+                    quality_floor,
+                    latency_slo_p95_ms,
+                } => rollback::compare_constraints(
+                    &before,
+                    &after,
+                    &self.config,
+                    *quality_floor,
+                    *latency_slo_p95_ms,
+                ),
+                _ => rollback::compare(&before, &after, &self.config),
+            };
             let Some(od) = self.open.get_mut(&id) else {
                 continue;
             };
@@ -762,6 +1013,10 @@ impl Decision {
     }
 
     fn try_canary(&mut self, route: &RouteId, t: i64) -> Vec<Output> {
+        if self.routed(route) {
+            // The router treats the cheaper candidate as one more allowed model.
+            return Vec::new();
+        }
         let Some(cand) = self
             .config
             .policy(&route.0, &route.1)
@@ -876,13 +1131,30 @@ impl Decision {
                     "{} applied as {} (v{}); verifying",
                     od.event.action, c.id, c.version
                 );
-                let out = vec![od.transition(
+                let mut out = vec![od.transition(
                     DecisionState::Verifying,
                     c.event_time,
                     Some(reason),
                     None,
                     None,
                 )];
+                let applied_only = od.verification == Verification::Applied;
+                if applied_only {
+                    out.push(od.transition(
+                        DecisionState::Succeeded,
+                        c.event_time,
+                        Some(format!(
+                            "{} applied as {} (v{}); a quality-guard step undoes harm and is \
+                             not compared",
+                            od.event.action, c.id, c.version
+                        )),
+                        None,
+                        None,
+                    ));
+                }
+                if applied_only {
+                    self.close(id);
+                }
                 if let Some((from, to, shift)) = moved {
                     self.open_circuit(&route, from, to, shift, c.event_time);
                 }

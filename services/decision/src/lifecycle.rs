@@ -75,6 +75,17 @@ pub enum Verification {
         /// (provider, model) traffic was moved to.
         to: (String, String),
     },
+    /// A router step: the route after the change against its own constraints (error rate as
+    /// for `Route`, quality against the floor, latency against the SLO).
+    Constraints {
+        /// The route's quality floor.
+        quality_floor: Option<f64>,
+        /// The route's latency SLO (p95, ms).
+        latency_slo_p95_ms: Option<f64>,
+    },
+    /// Not compared: a quality-guard step undoes harm, like a rollback; it succeeds once
+    /// applied.
+    Applied,
 }
 
 /// A decision that has not reached a terminal state.

@@ -18,6 +18,8 @@ use crate::config::{
 };
 use crate::history::tests::window;
 
+mod router;
+
 const MINUTE: i64 = 60_000;
 
 #[derive(Clone, Copy)]
@@ -25,12 +27,18 @@ struct Behaviour {
     error_rate: f64,
     p95: f64,
     quality: Option<f64>,
+    /// Cost of one call (USD).
+    cost_per_call: f64,
+    /// Share of calls with a quality score.
+    scored: f64,
 }
 
 const HEALTHY: Behaviour = Behaviour {
     error_rate: 0.01,
     p95: 500.0,
     quality: Some(0.8),
+    cost_per_call: 0.001,
+    scored: 1.0,
 };
 
 /// Decision core + actuator core + a synthetic traffic generator that follows the actuator's
@@ -145,7 +153,7 @@ impl Sim {
                     continue;
                 }
                 let b = behaviour(&p, &m, self.minute);
-                let w = window(
+                let mut w = window(
                     route,
                     &p,
                     &m,
@@ -155,6 +163,12 @@ impl Sim {
                     b.p95 + jitter,
                     b.quality.map(|q| q + jitter * 0.001),
                 );
+                w.cost_usd = count as f64 * b.cost_per_call;
+                if b.quality.is_some() {
+                    let q = w.quality_sum / w.quality_count.max(1) as f64;
+                    w.quality_count = (count as f64 * b.scored).round() as i64;
+                    w.quality_sum = q * w.quality_count as f64;
+                }
                 self.publish(LogicalTopic::Windows, AnyEvent::WindowAggregate(w));
             }
         }

@@ -7,6 +7,7 @@ pub mod canary;
 pub mod failover;
 pub mod quantize;
 pub mod rollback;
+pub mod router;
 
 use std::collections::BTreeMap;
 

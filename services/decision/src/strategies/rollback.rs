@@ -49,26 +49,8 @@ pub fn compare(
     after: &[RouteWindow],
     cfg: &DecisionConfig,
 ) -> Option<Comparison> {
-    let sum = |ws: &[RouteWindow]| -> (i64, i64) {
-        ws.iter()
-            .fold((0, 0), |(e, n), w| (e + w.error_count, n + w.count))
-    };
-    let (e1, n1) = sum(before);
-    let (e2, n2) = sum(after);
-    if n1 <= 0 || n2 <= 0 {
-        return None;
-    }
+    let mut tests = vec![error_rate_test(before, after, cfg)?];
     let min_rel = cfg.regression.min_relative_change;
-    let (r1, r2) = (e1 as f64 / n1 as f64, e2 as f64 / n2 as f64);
-    let mut tests = vec![MetricTest {
-        name: "error_rate",
-        test: "two_proportion_z",
-        before: r1,
-        after: r2,
-        result: two_proportion_z_greater(e1, n1, e2, n2),
-        material: rel_worse_up(r1, r2, min_rel)
-            && r2 - r1 >= cfg.regression.min_error_rate_increase,
-    }];
 
     let lat = |ws: &[RouteWindow]| -> Vec<f64> {
         ws.iter()
@@ -103,12 +85,103 @@ pub fn compare(
         });
     }
 
-    let alpha = cfg.alpha;
+    conclude(&tests, before.len(), after.len(), cfg.alpha)
+}
+
+/// The error rate after against before: pooled two-proportion z-test on the summed counts.
+fn error_rate_test(
+    before: &[RouteWindow],
+    after: &[RouteWindow],
+    cfg: &DecisionConfig,
+) -> Option<MetricTest> {
+    let sum = |ws: &[RouteWindow]| -> (i64, i64) {
+        ws.iter()
+            .fold((0, 0), |(e, n), w| (e + w.error_count, n + w.count))
+    };
+    let (e1, n1) = sum(before);
+    let (e2, n2) = sum(after);
+    if n1 <= 0 || n2 <= 0 {
+        return None;
+    }
+    let (r1, r2) = (e1 as f64 / n1 as f64, e2 as f64 / n2 as f64);
+    Some(MetricTest {
+        name: "error_rate",
+        test: "two_proportion_z",
+        before: r1,
+        after: r2,
+        result: two_proportion_z_greater(e1, n1, e2, n2),
+        material: rel_worse_up(r1, r2, cfg.regression.min_relative_change)
+            && r2 - r1 >= cfg.regression.min_error_rate_increase,
+    })
+}
+
+/// Verification of a router step against the route's own constraints: the error rate worse as
+/// in [`compare`] *and* above the error SLO; quality significantly lower than before *and* below the floor; latency p95
+/// significantly higher than before *and* above the SLO (Welch's t-tests over per-window
+/// values). Moving to a cheaper model that is a little slower or a little worse, within the
+/// route's constraints, is what the router is for, not a regression; and a route that was
+/// already below its floor is not made worse by a step that does not lower it.
+pub fn compare_constraints(
+    before: &[RouteWindow],
+    after: &[RouteWindow],
+    cfg: &DecisionConfig,
+    quality_floor: Option<f64>,
+    latency_slo_p95_ms: Option<f64>,
+) -> Option<Comparison> {
+    // Errors: worse as in `compare`, and above the SLO (a rise within the SLO is a trade the
+    // route's constraints allow).
+    let mut errors = error_rate_test(before, after, cfg)?;
+    errors.name = "error_rate_above_slo";
+    errors.material = errors.material && errors.after > cfg.error_slo.default_max_error_rate;
+    let mut tests = vec![errors];
+    let qual =
+        |ws: &[RouteWindow]| -> Vec<f64> { ws.iter().filter_map(|w| w.quality_mean()).collect() };
+    let (q1, q2) = (qual(before), qual(after));
+    if let (Some(floor), Some(m1), Some(m2)) = (
+        quality_floor,
+        crate::stats::mean(&q1),
+        crate::stats::mean(&q2),
+    ) {
+        tests.push(MetricTest {
+            name: "quality_mean_below_floor",
+            test: "welch_t",
+            before: m1,
+            after: m2,
+            result: welch_t_greater(&q2, &q1, 0.0),
+            material: m2 < floor,
+        });
+    }
+    let lat = |ws: &[RouteWindow]| -> Vec<f64> {
+        ws.iter()
+            .filter(|w| w.count > 0)
+            .map(|w| w.latency_p95_ms)
+            .collect()
+    };
+    let (l1, l2) = (lat(before), lat(after));
+    if let (Some(slo), Some(m1), Some(m2)) = (
+        latency_slo_p95_ms,
+        crate::stats::mean(&l1),
+        crate::stats::mean(&l2),
+    ) {
+        tests.push(MetricTest {
+            name: "latency_p95_ms_above_slo",
+            test: "welch_t",
+            before: m1,
+            after: m2,
+            result: welch_t_greater(&l1, &l2, 0.0),
+            material: m2 > slo,
+        });
+    }
+    conclude(&tests, before.len(), after.len(), cfg.alpha)
+}
+
+/// Whether any test is significant at `alpha` and material, with the deciding test as evidence.
+fn conclude(tests: &[MetricTest], before: usize, after: usize, alpha: f64) -> Option<Comparison> {
     let is_worse = |t: &MetricTest| t.material && t.result.is_some_and(|r| r.significant(alpha));
     let mut metrics = BTreeMap::new();
-    metrics.insert("windows_before".to_string(), before.len() as f64);
-    metrics.insert("windows_after".to_string(), after.len() as f64);
-    for t in &tests {
+    metrics.insert("windows_before".to_string(), before as f64);
+    metrics.insert("windows_after".to_string(), after as f64);
+    for t in tests {
         metrics.insert(format!("{}_before", t.name), t.before);
         metrics.insert(format!("{}_after", t.name), t.after);
         if let Some(r) = t.result {
@@ -337,5 +410,48 @@ mod tests {
         let cfg = DecisionConfig::default();
         let h = history(2, 80, 500.0, 0.8);
         assert_eq!(evaluate(&view(&h, &cfg), &watch()), WatchOutcome::Pending);
+    }
+
+    fn before_after(h: &History) -> (Vec<RouteWindow>, Vec<RouteWindow>) {
+        let r = h.route("app", "chat").unwrap();
+        (
+            r.windows_before(5 * 60_000, 5),
+            r.windows_after(5 * 60_000, 3).unwrap(),
+        )
+    }
+
+    #[test]
+    fn router_steps_are_judged_by_the_routes_constraints() {
+        let cfg = DecisionConfig::default();
+        let check = |errors: i64, p95: f64, q: f64, floor: f64, slo: f64| {
+            let h = history(3, errors, p95, q);
+            let (before, after) = before_after(&h);
+            compare_constraints(&before, &after, &cfg, Some(floor), Some(slo)).unwrap()
+        };
+        // Slower and a little worse, within the SLO and above the floor: what the router is for.
+        assert!(!check(10, 900.0, 0.76, 0.75, 1000.0).worse);
+        // The same step under a floor it now misses, or over the latency SLO: worse.
+        let c = check(10, 900.0, 0.76, 0.78, 1000.0);
+        assert!(
+            c.worse && c.summary.starts_with("quality_mean_below_floor"),
+            "{}",
+            c.summary
+        );
+        let c = check(10, 900.0, 0.8, 0.75, 800.0);
+        assert!(
+            c.worse && c.summary.starts_with("latency_p95_ms_above_slo"),
+            "{}",
+            c.summary
+        );
+        // Below the floor already and not lower than before: not made worse.
+        assert!(!check(10, 500.0, 0.8, 0.85, 1000.0).worse);
+        // Errors: 1 % -> 3 % is within the 5 % SLO; 1 % -> 8 % is not.
+        assert!(!check(30, 500.0, 0.8, 0.75, 1000.0).worse);
+        let c = check(80, 500.0, 0.8, 0.75, 1000.0);
+        assert!(
+            c.worse && c.summary.starts_with("error_rate_above_slo"),
+            "{}",
+            c.summary
+        );
     }
 }
