@@ -8,4 +8,5 @@ pub mod demo;
 pub mod detect_bench;
 pub mod loadgen;
 pub mod pipeline;
+pub mod route_bench;
 pub mod telemetry;

@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
             Command::Topics(cmd) => commands::topics::run(&config, cmd).await,
             Command::Config(cmd) => commands::config_cmd::run(&config, cmd),
             Command::Quantize(cmd) => commands::quantize::run(&config, cmd),
-            Command::Bench(cmd) => commands::bench::run(&config, cmd),
+            Command::Bench(cmd) => commands::bench::run(&config, cmd).await,
             Command::Report(cmd) => commands::report::run(&config, cmd).await,
         }
     })

@@ -1,4 +1,5 @@
-//! `llmopt bench ...`: detection benchmarks (random incident scenarios, NAB).
+//! `llmopt bench ...`: detection benchmarks (random incident scenarios, NAB) and the router
+//! against baselines.
 
 use std::path::PathBuf;
 
@@ -46,10 +47,61 @@ pub enum BenchCommand {
         #[arg(long, default_value = "llmopt")]
         detector: String,
     },
+    /// Run the default fleet through the whole loop in this process with every route optimised
+    /// by the constrained Thompson sampling router, no incidents, and print cost per call and
+    /// quality per route against two baselines on the same calls: always the route's most
+    /// capable model, and the initial static routing.
+    Route {
+        /// Simulated hours.
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        /// Seed of the simulated fleet.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Each route's quality floor as a share of its most capable model's quality.
+        #[arg(long, default_value_t = 0.95)]
+        share_of_best: f64,
+        /// Multiplies every route's call rate.
+        #[arg(long, default_value_t = 1.0)]
+        rate_scale: f64,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Route {
+            hours,
+            seed,
+            share_of_best,
+            rate_scale,
+            json,
+        } => {
+            anyhow::ensure!(
+                share_of_best > 0.0 && share_of_best <= 1.0,
+                "--share-of-best must be in (0, 1]"
+            );
+            let options = llmopt::route_bench::RouteBenchOptions {
+                hours,
+                seed,
+                share_of_best,
+                rate_scale,
+            };
+            let report = llmopt::route_bench::run(config, &options, &mut |line| {
+                if !json {
+                    eprintln!("{line}");
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", llmopt::route_bench::render(&report));
+            }
+            Ok(())
+        }
         BenchCommand::Detect {
             scenarios,
             seed,

@@ -59,6 +59,9 @@ pub struct DemoResult {
     pub calls: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Per route: cost and expected quality of its calls next to the baselines' (always the
+    /// most capable model, the initial routing) for the same calls.
+    pub ledgers: Vec<llmopt_sim::RouteLedger>,
 }
 
 /// The scenario in `path` (TOML), or the built-in default one.
@@ -154,6 +157,17 @@ pub async fn run_embedded(
     print: &mut (dyn FnMut(String) + Send),
 ) -> anyhow::Result<DemoResult> {
     let (config, sim) = prepare(base, options)?;
+    run_embedded_prepared(config, sim, options, print).await
+}
+
+/// [`run_embedded`] of a configuration and simulator already prepared (another fleet, a
+/// policy of its own).
+pub async fn run_embedded_prepared(
+    config: AppConfig,
+    sim: Simulator,
+    options: &DemoOptions,
+    print: &mut (dyn FnMut(String) + Send),
+) -> anyhow::Result<DemoResult> {
     let transport: Arc<dyn Transport> =
         Arc::new(EmbeddedTransport::new(config.transport.partitions));
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
@@ -262,6 +276,7 @@ pub async fn drive(
         }
     }
     let calls = closed.calls;
+    let ledgers = closed.sim().ledgers();
     let record = closed.close().await?;
     let outcome = report::evaluate(&record, &truth, start_ms, end_ms);
     Ok(DemoResult {
@@ -270,6 +285,7 @@ pub async fn drive(
         routing,
         calls,
         elapsed: started.elapsed(),
+        ledgers,
     })
 }
 

@@ -2,7 +2,9 @@
 //! it: each route's fallback, its cheaper candidate, the cost targets of self-hosted models, and
 //! an SLO on the support bot's answer quality.
 
-use llmopt_decision::config::{CheaperCandidate, ModelRef, RoutePolicy, SelfHostedModel};
+use llmopt_decision::config::{
+    AllowedModel, CheaperCandidate, ModelRef, RoutePolicy, SelfHostedModel,
+};
 use llmopt_detector::{Comparison, Matchers, Metric, SloRule};
 use llmopt_events::Severity;
 use llmopt_sim::FleetSpec;
@@ -129,6 +131,41 @@ pub fn for_fleet(mut config: AppConfig, fleet: &FleetSpec) -> AppConfig {
         .any(|r| r.name == support_quality.name)
     {
         config.detector.rules.push(support_quality);
+    }
+    config
+}
+
+/// `config` with the demo policy of [`for_fleet`], and every route of `fleet` optimised by the
+/// router: its allowed models are the route's choices (initial targets and the models whose
+/// quality on the route is known), its quality floor `share_of_best` of the most capable
+/// choice's quality, as an operator who evaluated the models on the route's task would set it.
+pub fn with_router(config: AppConfig, fleet: &FleetSpec, share_of_best: f64) -> AppConfig {
+    let mut config = for_fleet(config, fleet);
+    for (app, route) in fleet.routes() {
+        let Some(policy) = config
+            .decision
+            .routes
+            .iter_mut()
+            .find(|p| p.app == app.name && p.route == route.name)
+        else {
+            continue;
+        };
+        if !policy.models.is_empty() {
+            continue;
+        }
+        policy.models = route
+            .choices()
+            .into_iter()
+            .map(|(provider, model)| AllowedModel {
+                provider,
+                model,
+                max_share: 1.0,
+            })
+            .collect();
+        policy.quality_floor = policy.quality_floor.or_else(|| {
+            let (p, m) = route.most_capable(&fleet.catalogue)?;
+            Some(route.quality_of(&fleet.catalogue, &p, &m)? * share_of_best)
+        });
     }
     config
 }
