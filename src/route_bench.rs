@@ -29,6 +29,8 @@ pub struct RouteBenchOptions {
     pub share_of_best: f64,
     /// Multiplies every route's call rate (fewer calls: a shorter run, less evidence).
     pub rate_scale: f64,
+    /// Also tune each route's `max_tokens` (its value and three quarters of it).
+    pub tune: bool,
 }
 
 /// One route's figures.
@@ -70,6 +72,8 @@ pub struct RouteFigures {
     pub minutes_to_floor: Option<usize>,
     /// Routing at the end: `provider/model` → share.
     pub final_routing: BTreeMap<String, f64>,
+    /// Route params at the end.
+    pub final_params: BTreeMap<String, String>,
 }
 
 /// The whole report.
@@ -97,6 +101,10 @@ pub struct RouteBenchReport {
     pub router_steps: BTreeMap<String, usize>,
     /// Router decisions rolled back by their verification.
     pub router_rollbacks: usize,
+    /// Tuner decisions by phase (trial, switch).
+    pub tuning_steps: BTreeMap<String, usize>,
+    /// Tuner trials rolled back (an arm under the floor).
+    pub tuning_rollbacks: usize,
     /// Any decisions rolled back.
     pub rollbacks: usize,
     /// Alerts fired.
@@ -172,7 +180,7 @@ pub async fn run(
         duration_s: None,
         max_rate: None,
     };
-    let mut base = policy::with_router(base.clone(), &fleet, options.share_of_best);
+    let mut base = policy::with_router(base.clone(), &fleet, options.share_of_best, options.tune);
     base.decision.mode = llmopt_decision::config::Mode::Auto;
     let (config, sim) = demo::prepare_fleet(base, &demo_options, fleet, SIM_START_MS)?;
     let floors: BTreeMap<(String, String), Option<f64>> = config
@@ -230,6 +238,11 @@ pub async fn run(
                         .collect()
                 })
                 .unwrap_or_default(),
+            final_params: result
+                .routing
+                .get(&key)
+                .map(|c| c.params.clone())
+                .unwrap_or_default(),
         });
     }
     let total = |f: fn(&RouteLedger) -> f64| result.ledgers.iter().map(f).sum::<f64>();
@@ -238,9 +251,18 @@ pub async fn run(
     let mut router_steps = BTreeMap::new();
     let mut router_rollbacks = 0;
     let mut rollbacks = 0;
+    let mut tuning_steps = BTreeMap::new();
+    let mut tuning_rollbacks = 0;
     for d in decisions.values() {
         if d.state == DecisionState::RolledBack {
             rollbacks += 1;
+        }
+        if d.strategy == Strategy::ParameterTuning {
+            let phase = d.params.get("phase").cloned().unwrap_or_default();
+            *tuning_steps.entry(phase).or_insert(0) += 1;
+            if d.state == DecisionState::RolledBack {
+                tuning_rollbacks += 1;
+            }
         }
         if d.strategy != Strategy::Experiment {
             continue;
@@ -263,6 +285,8 @@ pub async fn run(
         capable_quality: per_call(total(|l| l.capable_quality_sum), calls),
         router_steps,
         router_rollbacks,
+        tuning_steps,
+        tuning_rollbacks,
         rollbacks,
         alerts: result.record.firing().count(),
         elapsed_s: result.elapsed.as_secs_f64(),
@@ -291,11 +315,14 @@ pub fn render(r: &RouteBenchReport) -> String {
         "final routing"
     ));
     for f in &r.routes {
-        let routing: Vec<String> = f
+        let mut routing: Vec<String> = f
             .final_routing
             .iter()
             .map(|(m, w)| format!("{m} {w:.2}"))
             .collect();
+        if let Some(mt) = f.final_params.get("max_tokens") {
+            routing.push(format!("max_tokens {mt}"));
+        }
         out.push_str(&format!(
             "{:<30} {:>6} {:>11.6} {:>11.6} {:>7.1}% {:>8.3} {:>6.1}% {:>8.1}% {:>6} {:>6}  {}\n",
             f.route,
@@ -326,10 +353,16 @@ pub fn render(r: &RouteBenchReport) -> String {
         r.capable_quality
     ));
     out.push_str(&format!(
-        "router steps: {:?}; router steps rolled back: {}; all rollbacks: {}; alerts fired: {}\n\
+        "router steps: {:?}; router steps rolled back: {}; tuner steps: {:?}; tuner trials \
+         rolled back: {}; all rollbacks: {}; alerts fired: {}\n\
          (met: minutes until the route's expected quality first met its floor; below: longest run\n\
          of one-minute windows under the floor after that)\n",
-        r.router_steps, r.router_rollbacks, r.rollbacks, r.alerts
+        r.router_steps,
+        r.router_rollbacks,
+        r.tuning_steps,
+        r.tuning_rollbacks,
+        r.rollbacks,
+        r.alerts
     ));
     out
 }

@@ -12,6 +12,7 @@ async fn the_router_halves_cost_against_the_most_capable_models_at_95_percent_of
         seed: 3,
         share_of_best: 0.95,
         rate_scale: 1.0,
+        tune: false,
     };
     let report = route_bench::run(&AppConfig::default(), &options, &mut |_| {})
         .await

@@ -64,6 +64,9 @@ pub enum BenchCommand {
         /// Multiplies every route's call rate.
         #[arg(long, default_value_t = 1.0)]
         rate_scale: f64,
+        /// Also tune each route's max_tokens (its value and three quarters of it).
+        #[arg(long)]
+        tune: bool,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -77,6 +80,7 @@ pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()
             seed,
             share_of_best,
             rate_scale,
+            tune,
             json,
         } => {
             anyhow::ensure!(
@@ -88,6 +92,7 @@ pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()
                 seed,
                 share_of_best,
                 rate_scale,
+                tune,
             };
             let report = llmopt::route_bench::run(config, &options, &mut |line| {
                 if !json {

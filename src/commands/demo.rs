@@ -44,7 +44,7 @@ pub async fn run(config: &AppConfig, args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut config = config.clone();
     if args.router {
-        config = demo::policy::with_router(config, &llmopt_sim::FleetSpec::default(), 0.95);
+        config = demo::policy::with_router(config, &llmopt_sim::FleetSpec::default(), 0.95, false);
     }
     config.decision.mode = llmopt_decision::config::Mode::Auto;
     println!(

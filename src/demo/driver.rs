@@ -166,6 +166,7 @@ impl ClosedLoop {
                     RouteSnapshot {
                         version: cfg.version,
                         targets: cfg.targets,
+                        params: cfg.params,
                     },
                 );
             }

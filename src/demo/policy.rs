@@ -138,8 +138,14 @@ pub fn for_fleet(mut config: AppConfig, fleet: &FleetSpec) -> AppConfig {
 /// `config` with the demo policy of [`for_fleet`], and every route of `fleet` optimised by the
 /// router: its allowed models are the route's choices (initial targets and the models whose
 /// quality on the route is known), its quality floor `share_of_best` of the most capable
-/// choice's quality, as an operator who evaluated the models on the route's task would set it.
-pub fn with_router(config: AppConfig, fleet: &FleetSpec, share_of_best: f64) -> AppConfig {
+/// choice's quality, as an operator who evaluated the models on the route's task would set it;
+/// with `tune`, its `max_tokens` and three quarters of it are the tuner's arms.
+pub fn with_router(
+    config: AppConfig,
+    fleet: &FleetSpec,
+    share_of_best: f64,
+    tune: bool,
+) -> AppConfig {
     let mut config = for_fleet(config, fleet);
     for (app, route) in fleet.routes() {
         let Some(policy) = config
@@ -162,6 +168,17 @@ pub fn with_router(config: AppConfig, fleet: &FleetSpec, share_of_best: f64) -> 
                 max_share: 1.0,
             })
             .collect();
+        // The tuner tries the route's max_tokens and three quarters of it.
+        if tune && policy.parameter_arms.is_empty() {
+            if let Some(max) = route
+                .params
+                .get("max_tokens")
+                .and_then(|m| m.parse::<i64>().ok())
+            {
+                let arm = |m: i64| [("max_tokens".to_string(), m.to_string())].into();
+                policy.parameter_arms = vec![arm(max), arm((max * 3 / 4).max(1))];
+            }
+        }
         policy.quality_floor = policy.quality_floor.or_else(|| {
             let (p, m) = route.most_capable(&fleet.catalogue)?;
             Some(route.quality_of(&fleet.catalogue, &p, &m)? * share_of_best)

@@ -4,6 +4,8 @@
 //! Keeping this a pure function of (decision, current config, version history) makes the
 //! actuator's behaviour testable without a bus and identical on replay.
 
+use std::collections::BTreeMap;
+
 use llmopt_events::{ChangeKind, Decision, RouteTarget};
 use thiserror::Error;
 
@@ -22,6 +24,11 @@ pub const ACTION_START_CANARY: &str = "start_canary";
 pub const ACTION_CANARY_STEP: &str = "canary_step";
 /// Action: request a quantized build of a self-hosted model; changes no routing config.
 pub const ACTION_QUANTIZE: &str = "quantize";
+/// Set route parameters (request settings such as `max_tokens`, `temperature`): every decision
+/// param named `set.<name>` sets `<name>`; targets are unchanged.
+pub const ACTION_SET_PARAMS: &str = "set_params";
+/// Prefix of the params a `set_params` decision sets.
+pub const PARAM_SET_PREFIX: &str = "set.";
 
 /// Param: version whose targets a rollback restores.
 pub const PARAM_TARGET_VERSION: &str = "target_version";
@@ -117,6 +124,11 @@ pub enum Action {
         /// Candidate's share of traffic.
         weight: f64,
     },
+    /// Set route parameters; targets unchanged.
+    SetParams {
+        /// Parameter name to value.
+        params: BTreeMap<String, String>,
+    },
     /// No routing change.
     Quantize,
 }
@@ -128,6 +140,8 @@ pub struct Plan {
     pub kind: ChangeKind,
     /// New targets, normalised.
     pub targets: Vec<RouteTarget>,
+    /// New route params; `None` keeps the current ones.
+    pub params: Option<BTreeMap<String, String>>,
 }
 
 fn param<'a>(
@@ -233,6 +247,22 @@ pub fn parse_action(d: &Decision) -> Result<Action, ApplyError> {
             Ok(Action::Canary { candidate, weight })
         }
         ACTION_QUANTIZE => Ok(Action::Quantize),
+        ACTION_SET_PARAMS => {
+            let params: BTreeMap<String, String> = d
+                .params
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((k.strip_prefix(PARAM_SET_PREFIX)?.to_string(), v.clone()))
+                })
+                .collect();
+            if params.is_empty() {
+                return Err(ApplyError::MissingParam {
+                    action: ACTION_SET_PARAMS,
+                    param: PARAM_SET_PREFIX,
+                });
+            }
+            Ok(Action::SetParams { params })
+        }
         other => Err(ApplyError::UnknownAction(other.to_string())),
     }
 }
@@ -308,6 +338,7 @@ pub fn plan(
         app: app.to_string(),
         route: route.to_string(),
     };
+    let mut params = None;
     let (kind, targets) = match action {
         Action::Quantize => return Ok(None),
         Action::RollbackToVersion {
@@ -315,7 +346,11 @@ pub fn plan(
             targets,
         } => {
             let restored = match projection.at_version(app, route, *target_version) {
-                Some(cfg) => cfg.targets.clone(),
+                Some(cfg) => {
+                    // A rollback restores the version whole: its params too.
+                    params = Some(cfg.params.clone());
+                    cfg.targets.clone()
+                }
                 None => targets.clone().ok_or_else(|| ApplyError::UnknownVersion {
                     app: app.to_string(),
                     route: route.to_string(),
@@ -323,6 +358,13 @@ pub fn plan(
                 })?,
             };
             (ChangeKind::Rollback, normalize_targets(&restored)?)
+        }
+        Action::SetParams { params: set } => {
+            let cfg = current.ok_or_else(no_config)?;
+            let mut merged = cfg.params.clone();
+            merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            params = Some(merged);
+            (ChangeKind::Apply, cfg.targets.clone())
         }
         Action::ShiftTraffic {
             from,
@@ -346,7 +388,11 @@ pub fn plan(
             )
         }
     };
-    Ok(Some(Plan { kind, targets }))
+    Ok(Some(Plan {
+        kind,
+        targets,
+        params,
+    }))
 }
 
 #[cfg(test)]

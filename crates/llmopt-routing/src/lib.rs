@@ -13,9 +13,9 @@ pub mod config;
 
 pub use action::{
     canary_targets, decision_step, parse_action, plan, shift_traffic, Action, ApplyError, Plan,
-    ACTION_CANARY_STEP, ACTION_QUANTIZE, ACTION_ROLLBACK, ACTION_SHIFT_TRAFFIC,
+    ACTION_CANARY_STEP, ACTION_QUANTIZE, ACTION_ROLLBACK, ACTION_SET_PARAMS, ACTION_SHIFT_TRAFFIC,
     ACTION_START_CANARY, PARAM_FROM_MODEL, PARAM_FROM_PROVIDER, PARAM_MODEL, PARAM_PROVIDER,
-    PARAM_SHIFT, PARAM_STEP, PARAM_TARGETS, PARAM_TARGET_VERSION, PARAM_WEIGHT,
+    PARAM_SET_PREFIX, PARAM_SHIFT, PARAM_STEP, PARAM_TARGETS, PARAM_TARGET_VERSION, PARAM_WEIGHT,
 };
 pub use config::{
     normalize_targets, route_key, targets_from_param, targets_to_param, weight_of, RoutingConfig,

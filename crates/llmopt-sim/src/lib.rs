@@ -57,5 +57,5 @@ pub use error::SimError;
 pub use fleet::{AppSpec, FleetSpec, RouteSpec, TokenProfile};
 pub use pricing::{ModelPrice, PriceTable};
 pub use scenario::{GroundTruth, GroundTruthKind, Incident, IncidentKind, Scenario};
-pub use simulator::{RouteLedger, RouteSnapshot, SimEvent, Simulator};
+pub use simulator::{RouteLedger, RouteSnapshot, SimEvent, Simulator, TRUNCATION_PENALTY};
 pub use traffic::TrafficShape;

@@ -35,7 +35,15 @@ pub struct RouteSnapshot {
     pub version: i64,
     /// Providers/models and their traffic shares.
     pub targets: Vec<RouteTarget>,
+    /// Route params (request settings). A `max_tokens` below the route's natural answer
+    /// length cap (`tokens.max_output`) cuts answers short: finish reason `length`, and the
+    /// answer scores [`TRUNCATION_PENALTY`] less.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
 }
+
+/// How much a truncated answer loses in quality score.
+pub const TRUNCATION_PENALTY: f64 = 0.25;
 
 /// One event produced by the simulator, ready to publish.
 // Nearly every event is a call: boxing it would cost an allocation per call to save memory on
@@ -157,6 +165,10 @@ struct Active {
     resolved: Vec<(Option<usize>, f64)>,
     /// Mean quality on this route of each target (its catalogue mean unless the route says).
     quality: Vec<f64>,
+    /// The live params.
+    params: BTreeMap<String, String>,
+    /// A `max_tokens` param below the route's natural answer length cap.
+    max_tokens: Option<i64>,
     total_weight: f64,
     latency_factor: f64,
 }
@@ -287,6 +299,7 @@ impl RouteState {
         let live = live.unwrap_or_else(|| RouteSnapshot {
             version: 1,
             targets: spec.targets.clone(),
+            params: spec.params.clone(),
         });
         match &self.local {
             Some(local) if live.version < local.version => local.clone(),
@@ -325,11 +338,18 @@ impl RouteState {
                     .unwrap_or(0.0)
             })
             .collect();
+        let max_tokens = snapshot
+            .params
+            .get("max_tokens")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|m| *m >= 1 && *m < spec.tokens.max_output);
         let mut active = Active {
             version: snapshot.version,
             targets,
             resolved,
             quality,
+            params: snapshot.params,
+            max_tokens,
             total_weight,
             latency_factor: 1.0,
         };
@@ -370,6 +390,7 @@ impl RouteState {
         self.local = Some(RouteSnapshot {
             version,
             targets: active.targets.clone(),
+            params: active.params.clone(),
         });
         self.regressions.push((version, m.latency_factor));
         active.version = version;
@@ -459,6 +480,7 @@ impl RouteState {
         let target = &active.targets[chosen];
         let profile_index = active.resolved[chosen].0;
         let route_quality = active.quality[chosen];
+        let mut truncated = false;
         let tenant = if app.tenants.is_empty() {
             None
         } else {
@@ -499,6 +521,9 @@ impl RouteState {
         };
         let profile: &ModelProfile = &fleet.catalogue.models[model];
         let cond = conditions(ctx.effects, model, profile.error_rate, t);
+        let expected_quality = |truncated: bool| {
+            route_quality - cond.quality_drop - if truncated { TRUNCATION_PENALTY } else { 0.0 }
+        };
 
         if rng.gen::<f64>() < cond.error_rate {
             let kind = profile.errors.pick(rng.gen::<f64>());
@@ -512,7 +537,12 @@ impl RouteState {
         } else {
             let tokens = &spec.tokens;
             let input = tokens.input.sample(rng).round().clamp(1.0, 1e7) as i64;
-            let output = (tokens.output.sample(rng).round() as i64).clamp(1, tokens.max_output);
+            let mut output = (tokens.output.sample(rng).round() as i64).clamp(1, tokens.max_output);
+            if let Some(cap) = active.max_tokens.filter(|cap| output > *cap) {
+                output = cap;
+                truncated = true;
+                call.gen_ai_response_finish_reasons = vec!["length".to_string()];
+            }
             let ttft = profile.ttft_ms.sample(rng);
             let decode = output as f64 * profile.ms_per_output_token.sample(rng);
             call.status = CallStatus::Ok;
@@ -523,7 +553,7 @@ impl RouteState {
             call.time_to_first_token_ms = Some(round1(ttft * latency_factor));
             call.latency_ms = round1((ttft + decode) * latency_factor);
             if rng.gen::<f64>() < fleet.quality_share {
-                let q = sample::normal(rng, route_quality - cond.quality_drop, profile.quality_sd);
+                let q = sample::normal(rng, expected_quality(truncated), profile.quality_sd);
                 call.quality_score = Some(q.clamp(0.0, 1.0));
             }
         }
@@ -549,13 +579,8 @@ impl RouteState {
                 (acc.0 + w * ctx.prices[*m].cost(i, o), acc.1 + w * q)
             });
             let minute = (t - ctx.start_ms).div_euclid(60_000);
-            self.ledger.record(
-                minute,
-                cost,
-                route_quality - cond.quality_drop,
-                capable,
-                initial,
-            );
+            self.ledger
+                .record(minute, cost, expected_quality(truncated), capable, initial);
         }
         call
     }

@@ -214,6 +214,7 @@ fn routing_snapshot_moves_all_traffic() -> Result<(), SimError> {
     let mut sim = new_sim(5, Scenario::default())?;
     let mut routing = |app: &str, route: &str| {
         (app == "checkout" && route == "order-summary").then(|| RouteSnapshot {
+            params: BTreeMap::new(),
             version: 5,
             targets: vec![RouteTarget {
                 provider: "openai".to_string(),
@@ -239,6 +240,7 @@ fn unknown_model_in_live_config_fails_calls_instead_of_panicking() -> Result<(),
     let mut sim = new_sim(5, Scenario::default())?;
     let mut routing = |_: &str, route: &str| {
         (route == "triage").then(|| RouteSnapshot {
+            params: BTreeMap::new(),
             version: 2,
             targets: vec![RouteTarget {
                 provider: "nobody".to_string(),
@@ -262,6 +264,7 @@ fn unusable_weights_fall_back_to_initial_targets() -> Result<(), SimError> {
     let mut sim = new_sim(5, Scenario::default())?;
     let mut routing = |_: &str, route: &str| {
         (route == "triage").then(|| RouteSnapshot {
+            params: BTreeMap::new(),
             version: 4,
             targets: vec![RouteTarget {
                 provider: "openai".to_string(),
@@ -353,6 +356,7 @@ fn cheaper_candidate_quality_is_within_a_few_points() -> Result<(), SimError> {
     };
     let mut routing = |_: &str, route: &str| {
         (route == "order-summary").then(|| RouteSnapshot {
+            params: BTreeMap::new(),
             version: 2,
             targets: vec![half("gpt-4o"), half("gpt-4o-mini")],
         })
@@ -408,6 +412,7 @@ impl Store {
         self.0.insert(
             (c.app.clone(), c.route.clone()),
             RouteSnapshot {
+                params: BTreeMap::new(),
                 version: c.version,
                 targets: c.targets.clone(),
             },
@@ -784,6 +789,7 @@ fn a_route_scores_each_model_with_its_quality_on_the_routes_task() -> Result<(),
         t += STEP_MS;
         events.extend(sim.advance(t, &mut |_, route| {
             (route == "answer").then(|| RouteSnapshot {
+                params: BTreeMap::new(),
                 version: 2,
                 targets: vec![RouteTarget {
                     provider: "openai".into(),
@@ -851,5 +857,68 @@ fn the_ledger_prices_every_call_as_served_and_under_both_baselines() -> Result<(
         .find(|l| l.route == "order-summary")
         .expect("ledger");
     assert_eq!(summary.capable.as_deref(), Some("openai/gpt-4o"));
+    Ok(())
+}
+
+#[test]
+fn a_max_tokens_param_below_the_routes_answer_length_cuts_answers_short() -> Result<(), SimError> {
+    let run_with = |max_tokens: Option<&str>| -> Result<Vec<LlmCall>, SimError> {
+        let mut sim = new_sim(11, quiet(1))?;
+        let spec = sim
+            .fleet()
+            .route("support-bot", "answer")
+            .expect("route")
+            .clone();
+        let mut params = spec.params.clone();
+        if let Some(m) = max_tokens {
+            params.insert("max_tokens".into(), m.into());
+        }
+        let mut t = sim.now_ms();
+        let mut events = Vec::new();
+        while t < at(3600) {
+            t += STEP_MS;
+            events.extend(sim.advance(t, &mut |_, route| {
+                (route == "answer").then(|| RouteSnapshot {
+                    version: 2,
+                    targets: spec.targets.clone(),
+                    params: params.clone(),
+                })
+            }));
+        }
+        Ok(calls(&events)
+            .into_iter()
+            .filter(|c| c.route == "answer" && c.status == CallStatus::Ok)
+            .cloned()
+            .collect())
+    };
+    let full = run_with(None)?;
+    let cut = run_with(Some("256"))?;
+    assert!(full
+        .iter()
+        .all(|c| c.gen_ai_response_finish_reasons.is_empty()));
+    assert!(full.iter().any(|c| c.gen_ai_usage_output_tokens > 256));
+    let truncated: Vec<&LlmCall> = cut
+        .iter()
+        .filter(|c| c.gen_ai_response_finish_reasons == ["length"])
+        .collect();
+    assert!(
+        truncated.len() > cut.len() / 4,
+        "{} of {}",
+        truncated.len(),
+        cut.len()
+    );
+    assert!(cut.iter().all(|c| c.gen_ai_usage_output_tokens <= 256));
+    let q = |cs: &[&LlmCall]| mean_quality(cs);
+    let full_refs: Vec<&LlmCall> = full.iter().collect();
+    let cut_refs: Vec<&LlmCall> = cut.iter().collect();
+    assert!(
+        q(&cut_refs) < q(&full_refs) - 0.05,
+        "{} vs {}",
+        q(&cut_refs),
+        q(&full_refs)
+    );
+    // A value at or above the route's natural cap changes nothing; garbage is ignored.
+    assert_eq!(run_with(Some("1024"))?, full);
+    assert_eq!(run_with(Some("lots"))?, full);
     Ok(())
 }

@@ -120,7 +120,9 @@ impl Actuator {
             kind: plan.kind,
             decision_id: Some(d.id.clone()),
             targets: plan.targets,
-            params: current.map(|c| c.params.clone()).unwrap_or_default(),
+            params: plan
+                .params
+                .unwrap_or_else(|| current.map(|c| c.params.clone()).unwrap_or_default()),
         };
         self.project_with_ordinal(&change, Some(ordinal));
         let key = route_key(&d.app, &d.route);
@@ -243,6 +245,42 @@ pub(crate) mod tests {
             targets: vec![t("openai", "gpt", 1.0)],
             params: [("temperature".to_string(), "0.2".to_string())].into(),
         }
+    }
+
+    #[test]
+    fn set_params_changes_only_params_and_a_rollback_restores_them() {
+        let mut a = Actuator::new();
+        a.process(&input(AnyEvent::ConfigChange(initial())));
+        let set = decision(
+            "tuning/app/chat/60000",
+            ACTION_SET_PARAMS,
+            &[("set.max_tokens", "256"), ("set.temperature", "0")],
+        );
+        let out = a.process(&input(AnyEvent::Decision(set.clone())));
+        let cs = changes(&out);
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].targets, initial().targets);
+        assert_eq!(
+            cs[0].params.get("max_tokens").map(String::as_str),
+            Some("256")
+        );
+        assert_eq!(
+            cs[0].params.get("temperature").map(String::as_str),
+            Some("0")
+        );
+        // Rolled back: version 1 whole, params included.
+        let mut rb = set;
+        rb.state = DecisionState::RolledBack;
+        rb.action = ACTION_ROLLBACK.into();
+        rb.params.insert(PARAM_TARGET_VERSION.into(), "1".into());
+        let out = a.process(&input(AnyEvent::Decision(rb)));
+        let cs = changes(&out);
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].kind, ChangeKind::Rollback);
+        assert_eq!(cs[0].params, initial().params);
+        // A set_params decision without any set.* param is refused.
+        let empty = decision("tuning/app/chat/120000", ACTION_SET_PARAMS, &[]);
+        assert!(a.process(&input(AnyEvent::Decision(empty))).is_empty());
     }
 
     fn input(event: AnyEvent) -> Input {

@@ -105,6 +105,9 @@ pub struct RoutePolicy {
     pub max_cost_per_call_usd: Option<f64>,
     /// What the router optimises within the constraints.
     pub objective: Objective,
+    /// Parameter sets the tuner may try on this route (e.g. `[{ max_tokens = "1024" },
+    /// { max_tokens = "768" }]`); the live params must be one of them. Empty: no tuning.
+    pub parameter_arms: Vec<std::collections::BTreeMap<String, String>>,
 }
 
 /// A model a route may be routed to.
@@ -218,6 +221,35 @@ impl Default for RouterConfig {
             guard_windows: 3,
             reexplore_after_ms: 1_800_000,
             seed: 0,
+        }
+    }
+}
+
+/// The parameter tuner: a bandit over each route's `parameter_arms`, guarded by its quality
+/// floor (see `strategies::tuning`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TuningConfig {
+    /// Whether routes with parameter arms are tuned.
+    pub enabled: bool,
+    /// Scored calls per serving model that make an arm measured.
+    pub min_scored_calls: i64,
+    /// How far below the best arm's quality a cheaper arm may be.
+    pub quality_margin: f64,
+    /// Share of posterior draws an arm must win before the tuner switches to it.
+    pub switch_probability: f64,
+    /// Posterior draws.
+    pub draws: usize,
+}
+
+impl Default for TuningConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_scored_calls: 100,
+            quality_margin: 0.01,
+            switch_probability: 0.8,
+            draws: 400,
         }
     }
 }
@@ -363,6 +395,8 @@ pub struct DecisionConfig {
     pub failback: FailbackConfig,
     /// The constrained Thompson sampling router of routes with allowed models.
     pub router: RouterConfig,
+    /// The parameter tuner of routes with parameter arms.
+    pub tuning: TuningConfig,
     /// A PROPOSED decision not approved within this long (event time, ms) expires.
     pub proposal_ttl_ms: i64,
     /// Tumbling windows kept per route, bounding memory.
@@ -386,6 +420,7 @@ impl Default for DecisionConfig {
             limits: SafetyLimits::default(),
             failback: FailbackConfig::default(),
             router: RouterConfig::default(),
+            tuning: TuningConfig::default(),
             proposal_ttl_ms: 3_600_000,
             history_windows: 240,
         }
@@ -546,6 +581,20 @@ impl DecisionConfig {
             r.guard_windows,
             "must be >= 1",
         )?;
+        let t = &self.tuning;
+        check(
+            t.min_scored_calls >= 1,
+            "tuning.min_scored_calls",
+            t.min_scored_calls,
+            "must be >= 1",
+        )?;
+        check(
+            t.switch_probability > 0.5 && t.switch_probability <= 1.0,
+            "tuning.switch_probability",
+            t.switch_probability,
+            "must be in (0.5, 1]",
+        )?;
+        check(t.draws >= 10, "tuning.draws", t.draws, "must be >= 10")?;
         for p in &self.routes {
             if let Some(floor) = p.quality_floor {
                 check(

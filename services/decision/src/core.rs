@@ -25,6 +25,7 @@ use crate::lifecycle::{
 use crate::strategies::failover::{self, FailbackStep, PARAM_PHASE};
 use crate::strategies::rollback::{self, Watch, WatchOutcome};
 use crate::strategies::router::{self, Arm, Constraints, Knobs};
+use crate::strategies::tuning::{self, RouteTuning, TuningKnobs};
 use crate::strategies::{canary, quantize, Proposal, RouteView};
 
 /// (app, route).
@@ -96,6 +97,9 @@ pub struct Decision {
     /// gets traffic back.
     #[serde(default)]
     forgotten: BTreeMap<RouteId, BTreeMap<ModelKey, i64>>,
+    /// The parameter tuner's measurements per route.
+    #[serde(default)]
+    tuning: BTreeMap<RouteId, RouteTuning>,
     now: Option<i64>,
 }
 
@@ -117,6 +121,7 @@ impl Decision {
             anomalies: BTreeMap::new(),
             circuits: BTreeMap::new(),
             forgotten: BTreeMap::new(),
+            tuning: BTreeMap::new(),
             now: None,
         })
     }
@@ -355,7 +360,7 @@ impl Decision {
             {
                 Verification::Applied
             }
-            (Strategy::Experiment, ..) => Verification::Constraints {
+            (Strategy::Experiment | Strategy::ParameterTuning, ..) => Verification::Constraints {
                 quality_floor: proposal.evidence.metrics.get("quality_floor").copied(),
                 latency_slo_p95_ms: self
                     .config
@@ -417,7 +422,91 @@ impl Decision {
         out.extend(self.try_quantize(&route, &w.provider, &w.model, t));
         out.extend(self.try_canary(&route, t));
         out.extend(self.try_route(&route, t, (w.window_end - w.window_start).max(0)));
+        self.count_for_tuning(&route, w);
+        out.extend(self.try_tune(&route, t));
         out
+    }
+
+    /// The parameter arms of a route, when it is tuned.
+    fn arms(&self, route: &RouteId) -> Option<&Vec<BTreeMap<String, String>>> {
+        let policy = self.config.policy(&route.0, &route.1)?;
+        (self.config.tuning.enabled && !policy.parameter_arms.is_empty())
+            .then_some(&policy.parameter_arms)
+    }
+
+    /// Counts a model's window for the arm that was live for all of it.
+    fn count_for_tuning(&mut self, route: &RouteId, w: &WindowAggregate) {
+        let Some(arms) = self.arms(route) else {
+            return;
+        };
+        let Some(cfg) = self.routing.config(&route.0, &route.1) else {
+            return;
+        };
+        let Some(live) = tuning::live_arm(arms, &cfg.params) else {
+            return;
+        };
+        let state = self.tuning.entry(route.clone()).or_default();
+        if w.window_start < state.params_since
+            || w.window_kind != llmopt_events::WindowKind::Tumbling
+            || state.counted.contains_key(&w.window_id)
+        {
+            return;
+        }
+        state.counted.insert(w.window_id.clone(), w.window_end);
+        // Revisions of windows older than an hour are not expected: forget their ids.
+        let horizon = w.window_end - 3_600_000;
+        state.counted.retain(|_, end| *end >= horizon);
+        state
+            .stats
+            .entry(live)
+            .or_default()
+            .entry((w.provider.clone(), w.model.clone()))
+            .or_default()
+            .add(&WindowPoint::from_window(w));
+    }
+
+    /// The parameter tuner: a trial of an arm not measured yet, or a switch to the arm the
+    /// posterior prefers; after the cooldown, with nothing else open on the route.
+    fn try_tune(&mut self, route: &RouteId, t: i64) -> Vec<Output> {
+        let Some(arms) = self.arms(route).cloned() else {
+            return Vec::new();
+        };
+        if self.circuits.contains_key(route)
+            || self.open_routing_on(route).next().is_some()
+            || self.cooldown_active(route, t)
+        {
+            return Vec::new();
+        }
+        let Some(cfg) = self.routing.config(&route.0, &route.1) else {
+            return Vec::new();
+        };
+        let Some(live) = tuning::live_arm(&arms, &cfg.params) else {
+            return Vec::new();
+        };
+        let Some(state) = self.tuning.get(route) else {
+            return Vec::new();
+        };
+        let Some(view) = self.view(route, t) else {
+            return Vec::new();
+        };
+        let Some(policy) = view.policy else {
+            return Vec::new();
+        };
+        let window_ms = 60_000;
+        let floor = Self::quality_floor(policy, &self.router_arms(&view, t, window_ms));
+        let tc = &self.config.tuning;
+        let knobs = TuningKnobs {
+            min_scored: tc.min_scored_calls,
+            quality_margin: tc.quality_margin,
+            switch_probability: tc.switch_probability,
+            draws: tc.draws,
+            seed: router::draw_seed(self.config.router.seed, &route.0, &route.1, t),
+        };
+        let Some(p) = tuning::evaluate(&view, &arms, live, state, floor, &knobs) else {
+            return Vec::new();
+        };
+        let targets = view.targets.clone();
+        self.create(p, targets)
     }
 
     /// Whether the router owns the route's optimisation (it lists allowed models).
@@ -465,9 +554,12 @@ impl Decision {
         let route = (view.app.to_string(), view.route.to_string());
         let open = self.circuits.get(&route);
         let forgotten = self.forgotten.get(&route);
+        // Windows under earlier params (a tuner's change) say little about the models now.
+        let params_since = self.tuning.get(&route).map_or(i64::MIN, |s| s.params_since);
         keys.into_iter()
             .map(|(key, cap)| {
-                let after = forgotten.and_then(|f| f.get(&key)).copied();
+                let forgot = forgotten.and_then(|f| f.get(&key)).copied();
+                let after = Some(forgot.map_or(params_since, |f| f.max(params_since)));
                 let points: Vec<&WindowPoint> = view
                     .history
                     .last_points(&key.0, &key.1, cfg.router.windows)
@@ -488,7 +580,7 @@ impl Decision {
                 arm.excluded = open.is_some_and(|c| c.contains_key(&key))
                     || failover::breach(&fleet, &key.0, &key.1, cfg).is_some();
                 arm.explorable =
-                    after.is_none_or(|a| t >= a.saturating_add(cfg.router.reexplore_after_ms));
+                    forgot.is_none_or(|a| t >= a.saturating_add(cfg.router.reexplore_after_ms));
                 arm
             })
             .collect()
@@ -575,10 +667,15 @@ impl Decision {
             // Undoing harm waits neither for the cooldown nor for the concurrency limit.
             let room = arms[to].max_share - arms[to].weight;
             let shift = arms[from].weight.min(knobs.max_shift).min(room);
-            // A model that was chosen and regressed is learned again before it gets traffic
-            // back; one that only had its exploration share keeps what was learned (it is
-            // known bad until its windows age out of the history).
-            if arms[from].weight > knobs.explore_share + SHARE_EPSILON {
+            // A chosen model that met the floor before its last windows regressed: it is
+            // learned again before it gets traffic back. One that only had its exploration
+            // share, or that missed the floor all along, keeps what was learned (it is known
+            // bad until its windows age out of the history).
+            let regressed = arms[from]
+                .earlier_quality
+                .zip(floor)
+                .is_some_and(|(q, f)| q >= f);
+            if arms[from].weight > knobs.explore_share + SHARE_EPSILON && regressed {
                 forget = Some(arms[from].key.clone());
             }
             router::proposal(
@@ -689,8 +786,17 @@ impl Decision {
             let Some(hist) = self.history.route(&route.0, &route.1) else {
                 continue;
             };
-            let Some(after) = hist.windows_after(since, n) else {
-                continue;
+            // A step judged by the route's constraints is rolled back as soon as two windows
+            // show it under them (the quality guard of router and tuner steps); it succeeds
+            // only after all its windows.
+            let early = matches!(od.verification, Verification::Constraints { .. });
+            let (after, complete) = match hist.windows_after(since, n) {
+                Some(after) => (after, true),
+                None if early && n > 2 => match hist.windows_after(since, 2) {
+                    Some(after) => (after, false),
+                    None => continue,
+                },
+                None => continue,
             };
             let (before, after) = match &od.verification {
                 Verification::Route | Verification::Constraints { .. } | Verification::Applied => (
@@ -723,6 +829,9 @@ impl Decision {
             let Some(od) = self.open.get_mut(&id) else {
                 continue;
             };
+            if !complete && !cmp.as_ref().is_some_and(|c| c.worse) {
+                continue;
+            }
             match cmp {
                 Some(c) if c.worse => {
                     let mut params = od.step_params();
@@ -1086,12 +1195,22 @@ impl Decision {
 
     fn on_config_change(&mut self, c: &ConfigChange) -> Vec<Output> {
         let route = (c.app.clone(), c.route.clone());
+        let params_changed = self
+            .routing
+            .config(&c.app, &c.route)
+            .is_none_or(|cfg| cfg.params != c.params);
         let previous_targets = c
             .previous_version
             .and_then(|v| self.routing.at_version(&c.app, &c.route, v))
             .map(|cfg| cfg.targets.clone());
         if !self.routing.project(c) {
             return Vec::new();
+        }
+        if params_changed {
+            // Windows from here on are served under the new params: the tuner counts them
+            // for the new arm, and the router judges models by them alone.
+            let state = self.tuning.entry(route.clone()).or_default();
+            state.params_since = state.params_since.max(c.event_time);
         }
         let last = self
             .last_change

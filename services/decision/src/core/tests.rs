@@ -19,6 +19,7 @@ use crate::config::{
 use crate::history::tests::window;
 
 mod router;
+mod tuning;
 
 const MINUTE: i64 = 60_000;
 

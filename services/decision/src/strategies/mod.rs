@@ -8,6 +8,7 @@ pub mod failover;
 pub mod quantize;
 pub mod rollback;
 pub mod router;
+pub mod tuning;
 
 use std::collections::BTreeMap;
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{evidence, fmt_num, Proposal, RouteView};
 use crate::config::DecisionConfig;
 use crate::history::RouteWindow;
-use crate::stats::{two_proportion_z_greater, welch_t_greater, TestResult};
+use crate::stats::{one_sample_t_greater, two_proportion_z_greater, welch_t_greater, TestResult};
 
 /// Outcome of comparing a period after a change with the baseline before it.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,13 +142,17 @@ pub fn compare_constraints(
         crate::stats::mean(&q1),
         crate::stats::mean(&q2),
     ) {
+        // Under the floor means significantly under it (one-sample t-test of the after
+        // windows against the floor), not a noisy window mean that dips below it.
+        let neg: Vec<f64> = q2.iter().map(|q| -q).collect();
+        let under = one_sample_t_greater(&neg, -floor).is_some_and(|r| r.significant(cfg.alpha));
         tests.push(MetricTest {
             name: "quality_mean_below_floor",
             test: "welch_t",
             before: m1,
             after: m2,
             result: welch_t_greater(&q2, &q1, 0.0),
-            material: m2 < floor,
+            material: m2 < floor && under,
         });
     }
     let lat = |ws: &[RouteWindow]| -> Vec<f64> {
@@ -163,13 +167,14 @@ pub fn compare_constraints(
         crate::stats::mean(&l1),
         crate::stats::mean(&l2),
     ) {
+        let over = one_sample_t_greater(&l2, slo).is_some_and(|r| r.significant(cfg.alpha));
         tests.push(MetricTest {
             name: "latency_p95_ms_above_slo",
             test: "welch_t",
             before: m1,
             after: m2,
             result: welch_t_greater(&l1, &l2, 0.0),
-            material: m2 > slo,
+            material: m2 > slo && over,
         });
     }
     conclude(&tests, before.len(), after.len(), cfg.alpha)
@@ -416,7 +421,7 @@ mod tests {
         let r = h.route("app", "chat").unwrap();
         (
             r.windows_before(5 * 60_000, 5),
-            r.windows_after(5 * 60_000, 3).unwrap(),
+            r.windows_after(5 * 60_000, 5).unwrap(),
         )
     }
 
@@ -424,7 +429,7 @@ mod tests {
     fn router_steps_are_judged_by_the_routes_constraints() {
         let cfg = DecisionConfig::default();
         let check = |errors: i64, p95: f64, q: f64, floor: f64, slo: f64| {
-            let h = history(3, errors, p95, q);
+            let h = history(5, errors, p95, q);
             let (before, after) = before_after(&h);
             compare_constraints(&before, &after, &cfg, Some(floor), Some(slo)).unwrap()
         };

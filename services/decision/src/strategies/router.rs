@@ -89,6 +89,9 @@ pub struct Arm {
     pub explorable: bool,
     /// Recent windows for the quality guard: scored calls and their mean.
     pub recent_quality: Option<(i64, f64)>,
+    /// Mean quality of the windows before the recent ones: a model that met the floor there
+    /// and misses it now regressed; one that missed it all along did not.
+    pub earlier_quality: Option<f64>,
 }
 
 impl Arm {
@@ -116,7 +119,11 @@ impl Arm {
             .collect();
         let latency_p95_ms = (!with_calls.is_empty())
             .then(|| with_calls.iter().sum::<f64>() / with_calls.len() as f64);
-        let recent = &points[points.len().saturating_sub(guard_windows)..];
+        let split = points.len().saturating_sub(guard_windows);
+        let (earlier, recent) = points.split_at(split);
+        let earlier_scored: i64 = earlier.iter().map(|p| p.quality_count).sum();
+        let earlier_quality = (earlier_scored > 0)
+            .then(|| earlier.iter().map(|p| p.quality_sum).sum::<f64>() / earlier_scored as f64);
         let recent_scored: i64 = recent.iter().map(|p| p.quality_count).sum();
         let recent_quality = (recent_scored > 0).then(|| {
             (
@@ -139,6 +146,7 @@ impl Arm {
             excluded: false,
             explorable: true,
             recent_quality,
+            earlier_quality,
         }
     }
 
@@ -578,6 +586,7 @@ mod tests {
             excluded: false,
             explorable: true,
             recent_quality: None,
+            earlier_quality: None,
         }
     }
 

@@ -1,0 +1,175 @@
+//! The parameter tuner, closed loop with the actuator core: one route, three `max_tokens` arms;
+//! the smallest cuts answers short and falls under the floor.
+
+use super::*;
+use crate::strategies::tuning::{PARAM_PHASE, PHASE_SWITCH, PHASE_TRIAL};
+
+fn arm(max_tokens: &str) -> BTreeMap<String, String> {
+    [("max_tokens".to_string(), max_tokens.to_string())].into()
+}
+
+fn tuned(mode: Mode) -> Sim {
+    let mut cfg = base(mode);
+    cfg.routes[0].parameter_arms = vec![arm("1024"), arm("512"), arm("256")];
+    cfg.routes[0].quality_floor = Some(0.80);
+    let mut sim = Sim::new(cfg);
+    let initial = ConfigChange {
+        id: "app/chat/v1".into(),
+        event_time: 0,
+        app: "app".into(),
+        route: "chat".into(),
+        version: 1,
+        previous_version: None,
+        kind: ChangeKind::Initial,
+        decision_id: None,
+        targets: vec![RouteTarget {
+            provider: "openai".into(),
+            model: "gpt".into(),
+            weight: 1.0,
+        }],
+        params: [
+            ("max_tokens".to_string(), "1024".to_string()),
+            ("temperature".to_string(), "0.2".to_string()),
+        ]
+        .into(),
+    };
+    sim.publish(LogicalTopic::ConfigChanges, AnyEvent::ConfigChange(initial));
+    sim
+}
+
+fn live_max_tokens(sim: &Sim) -> String {
+    sim.actuator
+        .config("app", "chat")
+        .and_then(|c| c.params.get("max_tokens").cloned())
+        .unwrap_or_default()
+}
+
+/// 512 is as good as 1024 and cheaper; 256 truncates answers.
+fn by_params(max_tokens: &str) -> Behaviour {
+    match max_tokens {
+        "1024" => Behaviour {
+            quality: Some(0.85),
+            cost_per_call: 0.010,
+            scored: 0.4,
+            ..HEALTHY
+        },
+        "512" => Behaviour {
+            quality: Some(0.848),
+            cost_per_call: 0.008,
+            scored: 0.4,
+            ..HEALTHY
+        },
+        _ => Behaviour {
+            quality: Some(0.70),
+            cost_per_call: 0.006,
+            scored: 0.4,
+            ..HEALTHY
+        },
+    }
+}
+
+fn run(sim: &mut Sim, minutes: i64) -> Vec<(i64, String)> {
+    let mut seen = Vec::new();
+    for _ in 0..minutes {
+        let mt = live_max_tokens(sim);
+        seen.push((sim.minute, mt.clone()));
+        sim.tick(&["chat"], move |_, _, _| by_params(&mt));
+    }
+    seen
+}
+
+#[test]
+fn the_tuner_keeps_the_cheapest_arm_that_holds_the_floor_and_rolls_back_one_that_does_not() {
+    let mut sim = tuned(Mode::Auto);
+    let seen = run(&mut sim, 90);
+    assert_eq!(live_max_tokens(&sim), "512", "{seen:?}");
+    let decisions: Vec<DecisionEvent> = sim
+        .of_strategy(Strategy::ParameterTuning)
+        .into_iter()
+        .map(|(_, d)| d.clone())
+        .collect();
+    let trials: Vec<&DecisionEvent> = decisions
+        .iter()
+        .filter(|d| d.params.get(PARAM_PHASE).map(String::as_str) == Some(PHASE_TRIAL))
+        .filter(|d| d.state == DecisionState::Approved)
+        .collect();
+    assert_eq!(trials.len(), 2, "both other arms tried once");
+    let rolled_back: Vec<&DecisionEvent> = decisions
+        .iter()
+        .filter(|d| d.state == DecisionState::RolledBack)
+        .collect();
+    assert_eq!(rolled_back.len(), 1, "the truncating arm is rolled back");
+    assert!(
+        rolled_back[0].reason.contains("quality_mean_below_floor"),
+        "{}",
+        rolled_back[0].reason
+    );
+    // Under the floor for at most the verification windows and the rollback's.
+    let on_256 = seen.iter().filter(|(_, mt)| mt == "256").count();
+    assert!(on_256 <= 5, "{on_256} windows on the truncating arm");
+    // Every decision is in the routing contract; params other than the arm's are kept.
+    for d in &decisions {
+        llmopt_routing::parse_action(d).expect("routing contract");
+    }
+    let params = &sim.actuator.config("app", "chat").unwrap().params;
+    assert_eq!(params.get("temperature").map(String::as_str), Some("0.2"));
+    // Settled: nothing more to try, no switch away from the best arm.
+    let before = decisions.len();
+    run(&mut sim, 30);
+    assert_eq!(sim.of_strategy(Strategy::ParameterTuning).len(), before);
+    assert!(decisions
+        .iter()
+        .all(
+            |d| d.params.get(PARAM_PHASE).map(String::as_str) != Some(PHASE_SWITCH)
+                || d.params.get("set.max_tokens").map(String::as_str) == Some("512")
+        ));
+}
+
+#[test]
+fn the_tuner_switches_back_when_a_trial_holds_the_floor_but_is_worse() {
+    let mut cfg = base(Mode::Auto);
+    cfg.routes[0].parameter_arms = vec![arm("1024"), arm("512")];
+    cfg.routes[0].quality_floor = Some(0.70);
+    let mut sim = Sim::new(cfg);
+    sim.publish(
+        LogicalTopic::ConfigChanges,
+        AnyEvent::ConfigChange(ConfigChange {
+            id: "app/chat/v1".into(),
+            event_time: 0,
+            app: "app".into(),
+            route: "chat".into(),
+            version: 1,
+            previous_version: None,
+            kind: ChangeKind::Initial,
+            decision_id: None,
+            targets: vec![RouteTarget {
+                provider: "openai".into(),
+                model: "gpt".into(),
+                weight: 1.0,
+            }],
+            params: [("max_tokens".to_string(), "1024".to_string())].into(),
+        }),
+    );
+    // 512 holds the floor (0.78 > 0.70) but is far worse than 1024: not worth its saving.
+    let b = |mt: &str| match mt {
+        "1024" => by_params("1024"),
+        _ => Behaviour {
+            quality: Some(0.78),
+            cost_per_call: 0.008,
+            scored: 0.4,
+            ..HEALTHY
+        },
+    };
+    for _ in 0..60 {
+        let mt = live_max_tokens(&sim);
+        sim.tick(&["chat"], move |_, _, _| b(&mt));
+    }
+    assert_eq!(live_max_tokens(&sim), "1024");
+    let switch = sim
+        .of_strategy(Strategy::ParameterTuning)
+        .into_iter()
+        .find(|(_, d)| d.params.get(PARAM_PHASE).map(String::as_str) == Some(PHASE_SWITCH))
+        .map(|(_, d)| d.clone())
+        .expect("switched back");
+    assert_eq!(switch.evidence.test, "thompson_sampling");
+}
