@@ -70,6 +70,8 @@ pub struct RouteFigures {
     pub longest_below_floor_after_met: usize,
     /// Minutes until the route first met its floor (0 when its initial routing did).
     pub minutes_to_floor: Option<usize>,
+    /// Minute (since the start) the longest run under the floor after that began.
+    pub longest_below_floor_at_minute: Option<i64>,
     /// Routing at the end: `provider/model` → share.
     pub final_routing: BTreeMap<String, f64>,
     /// Route params at the end.
@@ -123,26 +125,31 @@ fn per_call(x: f64, n: u64) -> f64 {
 
 /// Longest run of one-minute windows below `floor`: over the whole run, and after the route
 /// first met it; and the minutes until it first did.
-fn below_floor(ledger: &RouteLedger, floor: Option<f64>) -> (usize, usize, Option<usize>) {
+fn below_floor(
+    ledger: &RouteLedger,
+    floor: Option<f64>,
+) -> (usize, usize, Option<usize>, Option<i64>) {
     let Some(floor) = floor else {
-        return (0, 0, Some(0));
+        return (0, 0, Some(0), None);
     };
     let (mut run, mut longest, mut after_met) = (0, 0, 0);
     let mut met_at = None;
-    for (i, (calls, q)) in ledger.minutes.values().enumerate() {
+    let mut worst_at = None;
+    for (i, (minute, (calls, q))) in ledger.minutes.iter().enumerate() {
         let below = *calls > 0 && q / (*calls as f64) < floor;
         if below {
             run += 1;
             longest = longest.max(run);
-            if met_at.is_some() {
-                after_met = after_met.max(run);
+            if met_at.is_some() && run > after_met {
+                after_met = run;
+                worst_at = Some(minute + 1 - run as i64);
             }
         } else {
             run = 0;
             met_at.get_or_insert(i);
         }
     }
-    (longest, after_met, met_at)
+    (longest, after_met, met_at, worst_at)
 }
 
 /// Runs the bench. `print` receives progress lines.
@@ -227,6 +234,7 @@ pub async fn run(
             longest_below_floor_windows: below.0,
             longest_below_floor_after_met: below.1,
             minutes_to_floor: below.2,
+            longest_below_floor_at_minute: below.3,
             final_routing: result
                 .routing
                 .get(&key)

@@ -204,6 +204,9 @@ pub struct RouterConfig {
     /// After the guard took a model's traffic away, its earlier windows are forgotten and it
     /// is explored again only after this long (event time, ms).
     pub reexplore_after_ms: i64,
+    /// Safety margin above the quality floor: a drawn quality must clear `floor + margin`
+    /// to count as feasible.
+    pub floor_margin: f64,
     /// Seed mixed into every evaluation's draws (with the route and the window time).
     pub seed: u64,
 }
@@ -220,6 +223,7 @@ impl Default for RouterConfig {
             max_concurrent: 2,
             guard_windows: 3,
             reexplore_after_ms: 1_800_000,
+            floor_margin: 0.005,
             seed: 0,
         }
     }

@@ -643,6 +643,7 @@ impl Decision {
             min_step: rc.min_step,
             max_shift: self.config.limits.max_traffic_shift,
             alpha: self.config.alpha,
+            floor_margin: rc.floor_margin,
             seed: router::draw_seed(rc.seed, &route.0, &route.1, t),
         };
         let caused_by = |arms: &[Arm], idx: &[usize]| -> Vec<String> {

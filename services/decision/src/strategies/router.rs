@@ -219,6 +219,10 @@ pub struct Knobs {
     pub max_shift: f64,
     /// Significance level of the quality guard.
     pub alpha: f64,
+    /// Safety margin above the floor: a drawn quality must clear `floor + floor_margin` (the
+    /// floor is the route's; a cheap model whose quality sits right at it would otherwise take
+    /// most of the route in the draws where it clears it, and noise puts the route under).
+    pub floor_margin: f64,
     /// Seed of the draws.
     pub seed: u64,
 }
@@ -290,7 +294,7 @@ pub fn win_probabilities(arms: &[Arm], c: &Constraints, knobs: &Knobs, skip: &[b
             if best_q.is_none_or(|(_, bq)| q > bq) {
                 best_q = Some((i, q));
             }
-            let feasible = c.quality_floor.is_none_or(|f| q >= f)
+            let feasible = c.quality_floor.is_none_or(|f| q >= f + knobs.floor_margin)
                 && e <= a.error_slo
                 && c.latency_slo_p95_ms
                     .is_none_or(|slo| a.latency_p95_ms.is_none_or(|l| l <= slo));
@@ -598,6 +602,7 @@ mod tests {
             min_step: 0.05,
             max_shift: 0.5,
             alpha: 0.01,
+            floor_margin: 0.0,
             seed: 7,
         }
     }
@@ -763,5 +768,23 @@ mod tests {
             ..floor(0.8)
         };
         assert_eq!(win_probabilities(&arms, &c, &knobs(), &[]), vec![1.0, 0.0]);
+    }
+
+    #[test]
+    fn a_margin_above_the_floor_keeps_a_model_sitting_at_it_from_taking_the_route() {
+        // 0.838 over 500 scores vs floor 0.836: it clears the bare floor in two thirds of the
+        // draws, floor + 0.005 in about a quarter.
+        let arms = [
+            arm("good", 1.0, 5000, 0.86, 0.01),
+            arm("edge", 0.0, 500, 0.838, 0.001),
+        ];
+        let bare = win_probabilities(&arms, &floor(0.836), &knobs(), &[]);
+        let margin = Knobs {
+            floor_margin: 0.005,
+            ..knobs()
+        };
+        let safe = win_probabilities(&arms, &floor(0.836), &margin, &[]);
+        assert!(bare[1] > 0.55, "{bare:?}");
+        assert!(safe[1] < 0.4, "{safe:?}");
     }
 }
