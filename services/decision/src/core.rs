@@ -423,7 +423,7 @@ impl Decision {
         out.extend(self.try_canary(&route, t));
         out.extend(self.try_route(&route, t, (w.window_end - w.window_start).max(0)));
         self.count_for_tuning(&route, w);
-        out.extend(self.try_tune(&route, t));
+        out.extend(self.try_tune(&route, t, (w.window_end - w.window_start).max(0)));
         out
     }
 
@@ -467,7 +467,7 @@ impl Decision {
 
     /// The parameter tuner: a trial of an arm not measured yet, or a switch to the arm the
     /// posterior prefers; after the cooldown, with nothing else open on the route.
-    fn try_tune(&mut self, route: &RouteId, t: i64) -> Vec<Output> {
+    fn try_tune(&mut self, route: &RouteId, t: i64, window_ms: i64) -> Vec<Output> {
         let Some(arms) = self.arms(route).cloned() else {
             return Vec::new();
         };
@@ -492,7 +492,6 @@ impl Decision {
         let Some(policy) = view.policy else {
             return Vec::new();
         };
-        let window_ms = 60_000;
         let floor = Self::quality_floor(policy, &self.router_arms(&view, t, window_ms));
         let tc = &self.config.tuning;
         let knobs = TuningKnobs {

@@ -52,13 +52,7 @@ pub fn compare(
     let mut tests = vec![error_rate_test(before, after, cfg)?];
     let min_rel = cfg.regression.min_relative_change;
 
-    let lat = |ws: &[RouteWindow]| -> Vec<f64> {
-        ws.iter()
-            .filter(|w| w.count > 0)
-            .map(|w| w.latency_p95_ms)
-            .collect()
-    };
-    let (l1, l2) = (lat(before), lat(after));
+    let (l1, l2) = (latencies(before), latencies(after));
     if let (Some(m1), Some(m2)) = (crate::stats::mean(&l1), crate::stats::mean(&l2)) {
         tests.push(MetricTest {
             name: "latency_p95_ms",
@@ -70,9 +64,7 @@ pub fn compare(
         });
     }
 
-    let qual =
-        |ws: &[RouteWindow]| -> Vec<f64> { ws.iter().filter_map(|w| w.quality_mean()).collect() };
-    let (q1, q2) = (qual(before), qual(after));
+    let (q1, q2) = (qualities(before), qualities(after));
     if let (Some(m1), Some(m2)) = (crate::stats::mean(&q1), crate::stats::mean(&q2)) {
         // Worse is lower: H1 is mean(before) − mean(after) > 0.
         tests.push(MetricTest {
@@ -86,6 +78,19 @@ pub fn compare(
     }
 
     conclude(&tests, before.len(), after.len(), cfg.alpha)
+}
+
+/// Per-window latency p95 of the windows with calls.
+fn latencies(ws: &[RouteWindow]) -> Vec<f64> {
+    ws.iter()
+        .filter(|w| w.count > 0)
+        .map(|w| w.latency_p95_ms)
+        .collect()
+}
+
+/// Per-window mean quality of the windows with scores.
+fn qualities(ws: &[RouteWindow]) -> Vec<f64> {
+    ws.iter().filter_map(|w| w.quality_mean()).collect()
 }
 
 /// The error rate after against before: pooled two-proportion z-test on the summed counts.
@@ -134,9 +139,7 @@ pub fn compare_constraints(
     errors.name = "error_rate_above_slo";
     errors.material = errors.material && errors.after > cfg.error_slo.default_max_error_rate;
     let mut tests = vec![errors];
-    let qual =
-        |ws: &[RouteWindow]| -> Vec<f64> { ws.iter().filter_map(|w| w.quality_mean()).collect() };
-    let (q1, q2) = (qual(before), qual(after));
+    let (q1, q2) = (qualities(before), qualities(after));
     if let (Some(floor), Some(m1), Some(m2)) = (
         quality_floor,
         crate::stats::mean(&q1),
@@ -155,13 +158,7 @@ pub fn compare_constraints(
             material: m2 < floor && under,
         });
     }
-    let lat = |ws: &[RouteWindow]| -> Vec<f64> {
-        ws.iter()
-            .filter(|w| w.count > 0)
-            .map(|w| w.latency_p95_ms)
-            .collect()
-    };
-    let (l1, l2) = (lat(before), lat(after));
+    let (l1, l2) = (latencies(before), latencies(after));
     if let (Some(slo), Some(m1), Some(m2)) = (
         latency_slo_p95_ms,
         crate::stats::mean(&l1),

@@ -12,6 +12,11 @@ fn tuned(mode: Mode) -> Sim {
     let mut cfg = base(mode);
     cfg.routes[0].parameter_arms = vec![arm("1024"), arm("512"), arm("256")];
     cfg.routes[0].quality_floor = Some(0.80);
+    start(cfg, &[("max_tokens", "1024"), ("temperature", "0.2")])
+}
+
+/// A core with `cfg` whose route `chat` starts on gpt with `params`.
+fn start(cfg: DecisionConfig, params: &[(&str, &str)]) -> Sim {
     let mut sim = Sim::new(cfg);
     let initial = ConfigChange {
         id: "app/chat/v1".into(),
@@ -27,11 +32,10 @@ fn tuned(mode: Mode) -> Sim {
             model: "gpt".into(),
             weight: 1.0,
         }],
-        params: [
-            ("max_tokens".to_string(), "1024".to_string()),
-            ("temperature".to_string(), "0.2".to_string()),
-        ]
-        .into(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     };
     sim.publish(LogicalTopic::ConfigChanges, AnyEvent::ConfigChange(initial));
     sim
@@ -130,26 +134,7 @@ fn the_tuner_switches_back_when_a_trial_holds_the_floor_but_is_worse() {
     let mut cfg = base(Mode::Auto);
     cfg.routes[0].parameter_arms = vec![arm("1024"), arm("512")];
     cfg.routes[0].quality_floor = Some(0.70);
-    let mut sim = Sim::new(cfg);
-    sim.publish(
-        LogicalTopic::ConfigChanges,
-        AnyEvent::ConfigChange(ConfigChange {
-            id: "app/chat/v1".into(),
-            event_time: 0,
-            app: "app".into(),
-            route: "chat".into(),
-            version: 1,
-            previous_version: None,
-            kind: ChangeKind::Initial,
-            decision_id: None,
-            targets: vec![RouteTarget {
-                provider: "openai".into(),
-                model: "gpt".into(),
-                weight: 1.0,
-            }],
-            params: [("max_tokens".to_string(), "1024".to_string())].into(),
-        }),
-    );
+    let mut sim = start(cfg, &[("max_tokens", "1024")]);
     // 512 holds the floor (0.78 > 0.70) but is far worse than 1024: not worth its saving.
     let b = |mt: &str| match mt {
         "1024" => by_params("1024"),
