@@ -115,8 +115,18 @@ impl PipelineRun {
     }
 
     /// Runs `llmopt loadgen` at full speed for `duration_s` simulated seconds of the default
-    /// scenario into the installation `prefix`; returns the calls it published.
+    /// scenario into the installation `prefix`; returns the calls it published. The default
+    /// scenario lasts two hours: a longer run plays it for as long as asked (its incidents, then
+    /// quiet traffic) instead of stopping at its end, so `restart --base 360` at 100x really
+    /// holds 100 times the history.
     pub(crate) fn loadgen(&self, prefix: &str, duration_s: u64) -> anyhow::Result<u64> {
+        let scenario = std::env::temp_dir().join(format!("{prefix}scenario.toml"));
+        let longer = llmopt_sim::Scenario {
+            duration_s: duration_s.max(llmopt_sim::Scenario::default().duration_s),
+            ..llmopt_sim::Scenario::default()
+        };
+        std::fs::write(&scenario, toml::to_string(&longer)?)
+            .with_context(|| format!("writing {}", scenario.display()))?;
         let loadgen = self
             .command(
                 prefix,
@@ -124,6 +134,8 @@ impl PipelineRun {
                     "loadgen",
                     "--speed",
                     "0",
+                    "--scenario",
+                    crate::chaos::path(&scenario)?,
                     "--duration",
                     &duration_s.to_string(),
                 ],
