@@ -21,11 +21,20 @@ fn new_sim(seed: u64, scenario: Scenario) -> Result<Simulator, SimError> {
 
 /// Runs to `until_s` in 10 s steps with no live config (initial routing).
 fn run(sim: &mut Simulator, until_s: i64) -> Vec<SimEvent> {
+    run_routed(sim, until_s, &mut |_, _| None)
+}
+
+/// Runs to `until_s` in 10 s steps with `routing` as the live config.
+fn run_routed(
+    sim: &mut Simulator,
+    until_s: i64,
+    routing: &mut dyn FnMut(&str, &str) -> Option<RouteSnapshot>,
+) -> Vec<SimEvent> {
     let mut out = Vec::new();
     let mut t = sim.now_ms();
     while t < at(until_s) {
         t = (t + STEP_MS).min(at(until_s));
-        out.extend(sim.advance(t, &mut |_, _| None));
+        out.extend(sim.advance(t, routing));
     }
     out
 }
@@ -783,22 +792,17 @@ fn a_route_scores_each_model_with_its_quality_on_the_routes_task() -> Result<(),
     assert!(summary.quality_of(cat, "google", "gemini-1.5-flash") < Some(0.75));
     // Calls sent to gpt-4o-mini on the answer route draw scores around 0.79.
     let mut sim = new_sim(5, quiet(1))?;
-    let mut t = sim.now_ms();
-    let mut events = Vec::new();
-    while t < at(3600) {
-        t += STEP_MS;
-        events.extend(sim.advance(t, &mut |_, route| {
-            (route == "answer").then(|| RouteSnapshot {
-                params: BTreeMap::new(),
-                version: 2,
-                targets: vec![RouteTarget {
-                    provider: "openai".into(),
-                    model: "gpt-4o-mini".into(),
-                    weight: 1.0,
-                }],
-            })
-        }));
-    }
+    let events = run_routed(&mut sim, 3600, &mut |_, route| {
+        (route == "answer").then(|| RouteSnapshot {
+            params: BTreeMap::new(),
+            version: 2,
+            targets: vec![RouteTarget {
+                provider: "openai".into(),
+                model: "gpt-4o-mini".into(),
+                weight: 1.0,
+            }],
+        })
+    });
     let calls = calls(&events);
     let q = mean_quality(&on_route(&calls, "support-bot", "answer"));
     assert!((q - 0.79).abs() < 0.02, "{q}");
@@ -873,18 +877,13 @@ fn a_max_tokens_param_below_the_routes_answer_length_cuts_answers_short() -> Res
         if let Some(m) = max_tokens {
             params.insert("max_tokens".into(), m.into());
         }
-        let mut t = sim.now_ms();
-        let mut events = Vec::new();
-        while t < at(3600) {
-            t += STEP_MS;
-            events.extend(sim.advance(t, &mut |_, route| {
-                (route == "answer").then(|| RouteSnapshot {
-                    version: 2,
-                    targets: spec.targets.clone(),
-                    params: params.clone(),
-                })
-            }));
-        }
+        let events = run_routed(&mut sim, 3600, &mut |_, route| {
+            (route == "answer").then(|| RouteSnapshot {
+                version: 2,
+                targets: spec.targets.clone(),
+                params: params.clone(),
+            })
+        });
         Ok(calls(&events)
             .into_iter()
             .filter(|c| c.route == "answer" && c.status == CallStatus::Ok)
