@@ -31,6 +31,8 @@ pub struct RouteBenchOptions {
     pub rate_scale: f64,
     /// Also tune each route's `max_tokens` (its value and three quarters of it).
     pub tune: bool,
+    /// `app/route` whose decisions and per-minute quality are printed.
+    pub trace: Option<String>,
 }
 
 /// One route's figures.
@@ -152,6 +154,60 @@ fn below_floor(
     (longest, after_met, met_at, worst_at)
 }
 
+/// Prints `route`'s decision transitions and its minutes under the floor, in time order.
+fn trace(
+    result: &demo::DemoResult,
+    floors: &BTreeMap<(String, String), Option<f64>>,
+    route: &str,
+    print: &mut (dyn FnMut(String) + Send),
+) {
+    let mut lines: Vec<(i64, String)> = Vec::new();
+    for d in &result.record.decisions {
+        if format!("{}/{}", d.app, d.route) != route {
+            continue;
+        }
+        let params: Vec<String> = d
+            .params
+            .iter()
+            .filter(|(k, _)| k.as_str() != "targets")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        lines.push((
+            d.event_time,
+            format!(
+                "{:?} {:?} [{}] {}",
+                d.strategy,
+                d.state,
+                params.join(" "),
+                d.reason
+            ),
+        ));
+    }
+    for l in &result.ledgers {
+        if format!("{}/{}", l.app, l.route) != route {
+            continue;
+        }
+        let floor = floors
+            .get(&(l.app.clone(), l.route.clone()))
+            .copied()
+            .flatten();
+        for (minute, (calls, q)) in &l.minutes {
+            let mean = q / (*calls).max(1) as f64;
+            if floor.is_some_and(|f| *calls > 0 && mean < f) {
+                lines.push((
+                    SIM_START_MS + minute * 60_000,
+                    format!("under the floor: expected quality {mean:.4} over {calls} calls"),
+                ));
+            }
+        }
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    for (t, line) in lines {
+        let m = (t - SIM_START_MS) as f64 / 60_000.0;
+        print(format!("trace {route} minute {m:.2}: {line}"));
+    }
+}
+
 /// Runs the bench. `print` receives progress lines.
 pub async fn run(
     base: &AppConfig,
@@ -203,6 +259,9 @@ pub async fn run(
     })
     .await?;
 
+    if let Some(route) = &options.trace {
+        trace(&result, &floors, route, print);
+    }
     let mut routes = Vec::new();
     for l in &result.ledgers {
         let key = (l.app.clone(), l.route.clone());

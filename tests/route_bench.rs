@@ -1,18 +1,21 @@
 //! The router against its baselines, through the whole loop in one process (`llmopt bench
-//! route`, shortened): floors the suite holds so the optimizer does not regress. The closing
-//! note's figures come from the 24-hour run (`llmopt bench route --hours 24`).
+//! route --tune`, shortened), with each route's `max_tokens` tuned too: floors the suite holds
+//! so the optimizer does not regress. The closing note's figures come from the 24-hour runs
+//! (`llmopt bench route --hours 24 [--tune]`).
 
 use llmopt::config::AppConfig;
 use llmopt::route_bench::{self, RouteBenchOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_router_halves_cost_against_the_most_capable_models_at_95_percent_of_their_quality() {
+async fn the_router_and_tuner_halve_cost_against_the_most_capable_models_at_95_percent_of_their_quality(
+) {
     let options = RouteBenchOptions {
         hours: 8.0,
         seed: 3,
         share_of_best: 0.95,
         rate_scale: 1.0,
-        tune: false,
+        tune: true,
+        trace: None,
     };
     let report = route_bench::run(&AppConfig::default(), &options, &mut |_| {})
         .await
@@ -50,4 +53,7 @@ async fn the_router_halves_cost_against_the_most_capable_models_at_95_percent_of
     assert_eq!(report.router_rollbacks, 0, "false rollbacks on a quiet run");
     assert!(report.router_steps.get("exploit").copied().unwrap_or(0) > 0);
     assert!(report.router_steps.get("explore").copied().unwrap_or(0) > 0);
+    // The tuner tried arms; only its trials were rolled back, nothing else.
+    assert!(report.tuning_steps.get("trial").copied().unwrap_or(0) > 0);
+    assert_eq!(report.rollbacks, report.tuning_rollbacks);
 }

@@ -67,6 +67,10 @@ pub enum BenchCommand {
         /// Also tune each route's max_tokens (its value and three quarters of it).
         #[arg(long)]
         tune: bool,
+        /// Print one route's decisions and its per-minute quality against the floor
+        /// (`app/route`), to see what the loop did to it.
+        #[arg(long, value_name = "APP/ROUTE")]
+        trace: Option<String>,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -81,6 +85,7 @@ pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()
             share_of_best,
             rate_scale,
             tune,
+            trace,
             json,
         } => {
             anyhow::ensure!(
@@ -93,6 +98,7 @@ pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()
                 share_of_best,
                 rate_scale,
                 tune,
+                trace,
             };
             let report = llmopt::route_bench::run(config, &options, &mut |line| {
                 if !json {

@@ -152,10 +152,11 @@ impl RoutePolicy {
 }
 
 /// Fail-back: a provider/model a failover took traffic from is a circuit breaker's open
-/// circuit. After `probe_after_ms` it gets a probe share of the route back (half-open); while
-/// the probe holds (verified like any decision) the rest returns in steps of
-/// `limits.max_traffic_shift`; a probe that fails is rolled back and the circuit stays open
-/// for another `probe_after_ms`.
+/// circuit. After `probe_after_ms` it gets a probe share of the route back (half-open); once
+/// the probe has held for `probe_windows` the rest returns in steps of
+/// `limits.max_traffic_shift`, each judged over `step_windows` (Flagger's analysis interval);
+/// a probe or step whose window shows the model still failing is rolled back at once and the
+/// circuit stays open for another `probe_after_ms`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FailbackConfig {
@@ -165,14 +166,22 @@ pub struct FailbackConfig {
     pub probe_after_ms: i64,
     /// Share of the route's traffic a probe sends back.
     pub probe_share: f64,
+    /// Windows a probe is judged over before it holds. Any window whose traffic on the probed
+    /// model is significantly worse than the holder's ends it at once (the circuit stays open).
+    pub probe_windows: usize,
+    /// Windows each return step after a held probe is judged over, as a canary analysis
+    /// interval: the primary has already shown it recovered.
+    pub step_windows: usize,
 }
 
 impl Default for FailbackConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            probe_after_ms: 300_000,
+            probe_after_ms: 120_000,
             probe_share: 0.1,
+            probe_windows: 2,
+            step_windows: 1,
         }
     }
 }
@@ -244,6 +253,12 @@ pub struct TuningConfig {
     pub switch_probability: f64,
     /// Posterior draws.
     pub draws: usize,
+    /// Windows without a change of the route's models before the tuner tries an arm: a trial
+    /// measures an arm on the models the router settled on, not on models about to leave.
+    pub settle_windows: u32,
+    /// How long an arm whose trial was abandoned (its route fell under the floor) waits before
+    /// it is tried again; doubled after every further abandoned trial.
+    pub retry_after_ms: i64,
 }
 
 impl Default for TuningConfig {
@@ -254,6 +269,8 @@ impl Default for TuningConfig {
             quality_margin: 0.01,
             switch_probability: 0.8,
             draws: 400,
+            settle_windows: 15,
+            retry_after_ms: 1_800_000,
         }
     }
 }
@@ -599,6 +616,25 @@ impl DecisionConfig {
             "must be in (0.5, 1]",
         )?;
         check(t.draws >= 10, "tuning.draws", t.draws, "must be >= 10")?;
+        let f = &self.failback;
+        check(
+            f.probe_windows >= 1,
+            "failback.probe_windows",
+            f.probe_windows,
+            "must be >= 1",
+        )?;
+        check(
+            f.step_windows >= 1,
+            "failback.step_windows",
+            f.step_windows,
+            "must be >= 1",
+        )?;
+        check(
+            t.retry_after_ms >= 0,
+            "tuning.retry_after_ms",
+            t.retry_after_ms,
+            "must be >= 0",
+        )?;
         for p in &self.routes {
             if let Some(floor) = p.quality_floor {
                 check(

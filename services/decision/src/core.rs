@@ -42,6 +42,9 @@ type SeriesId = (String, String, String, String);
 /// Anomalies kept per (app, route, provider, model) for `caused_by`.
 const ANOMALIES_KEPT: usize = 16;
 
+/// Param of a failover or fail-back step whose verification a later failover cut short.
+pub const PARAM_SUPERSEDED_BY: &str = "superseded_by";
+
 /// Shares below this are rounding, not traffic.
 const SHARE_EPSILON: f64 = 1e-9;
 
@@ -100,6 +103,11 @@ pub struct Decision {
     /// The parameter tuner's measurements per route.
     #[serde(default)]
     tuning: BTreeMap<RouteId, RouteTuning>,
+    /// Per route, a rollback published but not yet applied (decision id, event time): nothing
+    /// new is proposed on the route until its config change arrives, so a proposal is never
+    /// built on targets the rollback is about to replace.
+    #[serde(default)]
+    rollbacks_pending: BTreeMap<RouteId, (String, i64)>,
     now: Option<i64>,
 }
 
@@ -122,6 +130,7 @@ impl Decision {
             circuits: BTreeMap::new(),
             forgotten: BTreeMap::new(),
             tuning: BTreeMap::new(),
+            rollbacks_pending: BTreeMap::new(),
             now: None,
         })
     }
@@ -184,6 +193,14 @@ impl Decision {
             policy: self.config.policy(&route.0, &route.1),
             trigger_time,
         })
+    }
+
+    /// Whether a rollback on `route` was published and its change has not arrived yet (for at
+    /// most a cooldown: an actuator that never applies it does not freeze the route).
+    fn rollback_pending(&self, route: &RouteId, t: i64) -> bool {
+        self.rollbacks_pending
+            .get(route)
+            .is_some_and(|(_, at)| t < at.saturating_add(self.config.limits.cooldown_ms))
     }
 
     fn cooldown_active(&self, route: &RouteId, t: i64) -> bool {
@@ -263,7 +280,13 @@ impl Decision {
         let Some(circuit) = circuits.get_mut(&model) else {
             return;
         };
+        let superseded = e.params.contains_key(PARAM_SUPERSEDED_BY);
         match (failback, od.state()) {
+            (true, DecisionState::Succeeded) if superseded => {
+                circuit.owed -= shift;
+                circuit.holding = false;
+                circuit.probe_at = now.saturating_add(probe_after);
+            }
             (true, DecisionState::Succeeded) => {
                 circuit.owed -= shift;
                 circuit.holding = true;
@@ -366,6 +389,9 @@ impl Decision {
                     .config
                     .policy(&proposal.app, &proposal.route)
                     .and_then(|p| p.latency_slo_p95_ms),
+                trial: proposal.strategy == Strategy::ParameterTuning
+                    && params.get(tuning::PARAM_PHASE).map(String::as_str)
+                        == Some(tuning::PHASE_TRIAL),
             },
             _ => Verification::Route,
         };
@@ -417,12 +443,15 @@ impl Decision {
         let mut out = self.expire(now);
         out.extend(self.progress_verifications(&route, t));
         out.extend(self.evaluate_watch(&route, t));
+        self.count_for_tuning(&route, w);
+        if self.rollback_pending(&route, t) {
+            return out;
+        }
         out.extend(self.try_failover(&route, w, t));
         out.extend(self.try_failback(&route, t, (w.window_end - w.window_start).max(0)));
         out.extend(self.try_quantize(&route, &w.provider, &w.model, t));
         out.extend(self.try_canary(&route, t));
         out.extend(self.try_route(&route, t, (w.window_end - w.window_start).max(0)));
-        self.count_for_tuning(&route, w);
         out.extend(self.try_tune(&route, t, (w.window_end - w.window_start).max(0)));
         out
     }
@@ -446,10 +475,15 @@ impl Decision {
             return;
         };
         let state = self.tuning.entry(route.clone()).or_default();
-        if w.window_start < state.params_since
+        if w.window_start <= state.params_since
             || w.window_kind != llmopt_events::WindowKind::Tumbling
-            || state.counted.contains_key(&w.window_id)
         {
+            return;
+        }
+        state.window_arms.insert(w.window_start, live);
+        let kept_from = w.window_start - 3 * 3_600_000;
+        state.window_arms.retain(|start, _| *start >= kept_from);
+        if state.counted.contains_key(&w.window_id) {
             return;
         }
         state.counted.insert(w.window_id.clone(), w.window_end);
@@ -471,12 +505,10 @@ impl Decision {
         let Some(arms) = self.arms(route).cloned() else {
             return Vec::new();
         };
-        if self.circuits.contains_key(route)
-            || self.open_routing_on(route).next().is_some()
-            || self.cooldown_active(route, t)
-        {
+        if self.circuits.contains_key(route) || self.open_routing_on(route).next().is_some() {
             return Vec::new();
         }
+        let cooldown = self.cooldown_active(route, t);
         let Some(cfg) = self.routing.config(&route.0, &route.1) else {
             return Vec::new();
         };
@@ -500,6 +532,12 @@ impl Decision {
             switch_probability: tc.switch_probability,
             draws: tc.draws,
             seed: router::draw_seed(self.config.router.seed, &route.0, &route.1, t),
+            now: t,
+            cooldown,
+            settled: t
+                >= state
+                    .targets_since
+                    .saturating_add(window_ms.saturating_mul(i64::from(tc.settle_windows))),
         };
         let Some(p) = tuning::evaluate(&view, &arms, live, state, floor, &knobs) else {
             return Vec::new();
@@ -553,17 +591,27 @@ impl Decision {
         let route = (view.app.to_string(), view.route.to_string());
         let open = self.circuits.get(&route);
         let forgotten = self.forgotten.get(&route);
-        // Windows under earlier params (a tuner's change) say little about the models now.
-        let params_since = self.tuning.get(&route).map_or(i64::MIN, |s| s.params_since);
+        // Windows under other params (a tuner's change) say little about the models now: a
+        // tuned route's models are judged by the windows of the live arm, any other route's
+        // by the windows since its params last changed.
+        let tuning = self.tuning.get(&route);
+        let live_arm = self.arms(&route).and_then(|arms| {
+            let cfg = self.routing.config(&route.0, &route.1)?;
+            tuning::live_arm(arms, &cfg.params)
+        });
+        let under_live_params = |start: i64| match (tuning, live_arm) {
+            (Some(s), Some(arm)) => s.served_under(arm, start),
+            (Some(s), None) => start > s.params_since,
+            (None, _) => true,
+        };
         keys.into_iter()
             .map(|(key, cap)| {
                 let forgot = forgotten.and_then(|f| f.get(&key)).copied();
-                let after = Some(forgot.map_or(params_since, |f| f.max(params_since)));
                 let points: Vec<&WindowPoint> = view
                     .history
                     .last_points(&key.0, &key.1, cfg.router.windows)
                     .into_iter()
-                    .filter(|p| after.is_none_or(|a| p.start >= a))
+                    .filter(|p| forgot.is_none_or(|f| p.start >= f) && under_live_params(p.start))
                     .collect();
                 let mut arm = Arm::from_points(
                     key.clone(),
@@ -778,7 +826,17 @@ impl Decision {
             let (Some(since), Some(first)) = (od.verifying_since, od.first_change.clone()) else {
                 continue;
             };
-            let n = if od.schedule.is_empty() {
+            let failback = od.event.strategy == Strategy::Failover
+                && od.event.params.contains_key(PARAM_PHASE);
+            let n = if failback {
+                if od.event.params.get(PARAM_PHASE).map(String::as_str)
+                    == Some(failover::PHASE_PROBE)
+                {
+                    self.config.failback.probe_windows
+                } else {
+                    self.config.failback.step_windows
+                }
+            } else if od.schedule.is_empty() {
                 self.config.evaluation_windows
             } else {
                 self.config.canary.windows_per_step
@@ -787,15 +845,55 @@ impl Decision {
                 continue;
             };
             // A step judged by the route's constraints is rolled back as soon as two windows
-            // show it under them (the quality guard of router and tuner steps); it succeeds
-            // only after all its windows.
-            let early = matches!(od.verification, Verification::Constraints { .. });
-            let (after, complete) = match hist.windows_after(since, n) {
-                Some(after) => (after, true),
-                None if early && n > 2 => match hist.windows_after(since, 2) {
-                    Some(after) => (after, false),
-                    None => continue,
-                },
+            // show it under them (the quality guard of router and tuner steps), a fail-back
+            // step as soon as one window shows the model still failing (a circuit breaker's
+            // half-open trial); they succeed only after all their windows.
+            let early = match od.verification {
+                Verification::Constraints { .. } => Some(2),
+                Verification::MovedTraffic { .. } if failback => Some(1),
+                _ => None,
+            }
+            .filter(|e| *e < n);
+            // A parameter trial is judged at every window, the newest included as soon as
+            // every model carrying the route has reported it; the window starting at the
+            // change is left out, as in the tuner's counting (the change lands a little after
+            // its event time, so that window is mostly served under the old params).
+            let trial_given_up = match &od.verification {
+                Verification::Constraints {
+                    quality_floor: Some(floor),
+                    trial: true,
+                    ..
+                } => {
+                    let carrying: Vec<ModelKey> = self
+                        .routing
+                        .config(&route.0, &route.1)
+                        .map(|c| {
+                            c.targets
+                                .iter()
+                                .filter(|t| t.weight > 0.05)
+                                .map(|t| (t.provider.clone(), t.model.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let judged = hist.reported_windows_after(since, &carrying);
+                    rollback::trial_under_floor(&judged, *floor, 2)
+                }
+                _ => None,
+            };
+            let windows = match hist.windows_after(since, n) {
+                Some(after) => Some((after, true)),
+                None => {
+                    // Every window closed so far, once there are enough for an early verdict.
+                    let closed = hist.closed_windows_since(since);
+                    early
+                        .filter(|e| closed >= *e)
+                        .and_then(|_| hist.windows_after(since, closed))
+                        .map(|after| (after, false))
+                }
+            };
+            let (after, complete) = match windows {
+                Some(w) => w,
+                None if trial_given_up.is_some() => (Vec::new(), false),
                 None => continue,
             };
             let (before, after) = match &od.verification {
@@ -810,13 +908,27 @@ impl Decision {
                         first.time,
                         self.config.failover_windows,
                     ),
-                    hist.model_windows_after(&to.0, &to.1, since, n),
+                    hist.model_windows_after(&to.0, &to.1, since, after.len()),
                 ),
             };
             let cmp = match &od.verification {
+                _ if trial_given_up.is_some() => trial_given_up,
+                // A fail-back step asks one thing: is the model back within its SLO? Judged on
+                // its own calls since the change (not against the holder, which may be failing
+                // too), and not before it has had enough calls to tell.
+                Verification::MovedTraffic { to, .. } if failback => {
+                    let closed = hist.closed_windows_since(since);
+                    let calls = hist.model_windows_after(&to.0, &to.1, since, closed);
+                    let slo = self.config.error_slo.for_model(&to.0, &to.1);
+                    match rollback::failback_check(&calls, slo, self.config.alpha) {
+                        None if closed < 3 * n => continue,
+                        c => c,
+                    }
+                }
                 Verification::Constraints {
                     quality_floor,
                     latency_slo_p95_ms,
+                    ..
                 } => rollback::compare_constraints(
                     &before,
                     &after,
@@ -843,6 +955,26 @@ impl Decision {
                         .unwrap_or_else(|| od.targets_at_creation.clone());
                     params.insert(PARAM_TARGETS.to_string(), targets_to_param(&targets));
                     od.event.action = ACTION_ROLLBACK.to_string();
+                    if matches!(
+                        od.verification,
+                        Verification::Constraints { trial: true, .. }
+                    ) {
+                        let arms = self
+                            .config
+                            .policy(&route.0, &route.1)
+                            .map(|p| &p.parameter_arms);
+                        if let Some(arm) =
+                            arms.and_then(|a| tuning::arm_of_decision(a, &od.event.params))
+                        {
+                            self.tuning.entry(route.clone()).or_default().abandon(
+                                arm,
+                                t,
+                                self.config.tuning.retry_after_ms,
+                            );
+                        }
+                    }
+                    self.rollbacks_pending
+                        .insert(route.clone(), (id.clone(), t));
                     out.push(od.transition(
                         DecisionState::RolledBack,
                         t,
@@ -927,30 +1059,22 @@ impl Decision {
     }
 
     fn try_failover(&mut self, route: &RouteId, w: &WindowAggregate, t: i64) -> Vec<Output> {
-        // An evacuation under way (a failover away from this model was applied and it still
-        // gets traffic) goes on at the next window: it waits neither for the cooldown nor for
-        // the verification of its earlier steps, only for changes not applied yet. Anything
-        // else waits for the cooldown and for every open decision on the route.
+        // A model breaching its SLO leaves the route without waiting for the cooldown or for
+        // the verification of earlier failover and fail-back steps (a fallback failing in turn
+        // is left at once; those steps' changes stay, their verification is cut short). It
+        // waits for changes not applied yet, for other strategies' verification, and for a
+        // fail-back step onto this very model, whose own verification takes it back.
         let model = (w.provider.clone(), w.model.clone());
-        let evacuating = self
-            .circuits
-            .get(route)
-            .is_some_and(|c| c.contains_key(&model));
-        let evacuation_step = |o: &OpenDecision| {
-            o.event.strategy == Strategy::Failover
-                && o.state() == DecisionState::Verifying
-                && !o.event.params.contains_key(PARAM_PHASE)
-                && o.event.params.get(PARAM_FROM_PROVIDER) == Some(&model.0)
-                && o.event.params.get(PARAM_FROM_MODEL) == Some(&model.1)
+        let onto_this_model = |o: &OpenDecision| {
+            o.event.params.contains_key(PARAM_PHASE)
+                && o.event.params.get(PARAM_PROVIDER) == Some(&model.0)
+                && o.event.params.get(PARAM_MODEL) == Some(&model.1)
         };
-        let blocked = if evacuating {
-            self.open_routing_on(route).any(|o| !evacuation_step(o))
-        } else {
-            self.cooldown_active(route, t)
-                || self
-                    .open_routing_on(route)
-                    .any(|o| o.in_flight() || o.event.strategy == Strategy::Failover)
-        };
+        let blocked = self.open_routing_on(route).any(|o| {
+            o.event.strategy != Strategy::Failover
+                || o.state() != DecisionState::Verifying
+                || onto_this_model(o)
+        });
         if blocked {
             return Vec::new();
         }
@@ -1002,7 +1126,57 @@ impl Decision {
                 .insert("anomalies".to_string(), recent.len() as f64);
             p.caused_by.extend(recent);
         }
-        self.create(p, targets)
+        let mut out = self.supersede_failover_steps(route, &model, t);
+        out.extend(self.create(p, targets));
+        out
+    }
+
+    /// Ends the verification of the route's failover and fail-back steps that concern other
+    /// models than `failing` (which is failing over now): their changes stay, and a rollback of
+    /// theirs would restore targets from before this failover. A cut-short fail-back step
+    /// counts as returned but not held: the circuit waits `probe_after_ms` before the next.
+    fn supersede_failover_steps(
+        &mut self,
+        route: &RouteId,
+        failing: &ModelKey,
+        t: i64,
+    ) -> Vec<Output> {
+        let concerns_failing = |o: &OpenDecision| {
+            let p = &o.event.params;
+            !p.contains_key(PARAM_PHASE)
+                && p.get(PARAM_FROM_PROVIDER) == Some(&failing.0)
+                && p.get(PARAM_FROM_MODEL) == Some(&failing.1)
+        };
+        let ids: Vec<String> = self
+            .open_routing_on(route)
+            .filter(|o| o.event.strategy == Strategy::Failover)
+            .filter(|o| o.state() == DecisionState::Verifying && !concerns_failing(o))
+            .map(|o| o.event.id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(od) = self.open.get_mut(&id) else {
+                continue;
+            };
+            let mut params = od.event.params.clone();
+            params.insert(
+                PARAM_SUPERSEDED_BY.to_string(),
+                format!("failover:{}/{}", failing.0, failing.1),
+            );
+            out.push(od.transition(
+                DecisionState::Succeeded,
+                t,
+                Some(format!(
+                    "verification cut short: {}/{} breaches its SLO and fails over; this \
+                     change stays in place",
+                    failing.0, failing.1
+                )),
+                None,
+                Some(params),
+            ));
+            self.close(&id);
+        }
+        out
     }
 
     /// Fail-back for the route's oldest circuit that is due: a probe once `probe_after_ms`
@@ -1195,10 +1369,9 @@ impl Decision {
 
     fn on_config_change(&mut self, c: &ConfigChange) -> Vec<Output> {
         let route = (c.app.clone(), c.route.clone());
-        let params_changed = self
-            .routing
-            .config(&c.app, &c.route)
-            .is_none_or(|cfg| cfg.params != c.params);
+        let live = self.routing.config(&c.app, &c.route);
+        let params_changed = live.is_none_or(|cfg| cfg.params != c.params);
+        let targets_changed = live.is_none_or(|cfg| cfg.targets != c.targets);
         let previous_targets = c
             .previous_version
             .and_then(|v| self.routing.at_version(&c.app, &c.route, v))
@@ -1211,6 +1384,15 @@ impl Decision {
             // for the new arm, and the router judges models by them alone.
             let state = self.tuning.entry(route.clone()).or_default();
             state.params_since = state.params_since.max(c.event_time);
+        }
+        if targets_changed {
+            let state = self.tuning.entry(route.clone()).or_default();
+            state.targets_since = state.targets_since.max(c.event_time);
+        }
+        if c.decision_id.is_some()
+            && self.rollbacks_pending.get(&route).map(|(id, _)| id) == c.decision_id.as_ref()
+        {
+            self.rollbacks_pending.remove(&route);
         }
         let last = self
             .last_change

@@ -178,6 +178,30 @@ impl RouteHistory {
             .collect()
     }
 
+    /// How many closed route windows start at or after `t`.
+    pub fn closed_windows_since(&self, t: i64) -> usize {
+        let latest = self.latest_end();
+        self.slots
+            .keys()
+            .filter(|(start, end)| *start >= t && Some(*end) < latest)
+            .count()
+    }
+
+    /// The route windows that started after `t`: the closed ones, and the newest too once
+    /// every model in `reported` has its window in it (the aggregator emits a slot's windows
+    /// together, so the models carrying the route having reported is as good as closed).
+    pub fn reported_windows_after(&self, t: i64, reported: &[ModelKey]) -> Vec<RouteWindow> {
+        let latest = self.latest_end();
+        self.slots
+            .iter()
+            .filter(|((start, _), _)| *start > t)
+            .filter(|((_, end), models)| {
+                Some(*end) < latest || reported.iter().all(|k| models.contains_key(k))
+            })
+            .map(|((start, end), models)| RouteWindow::sum(*start, *end, models.values()))
+            .collect()
+    }
+
     /// The last `n` closed route windows that ended at or before `t` (the baseline of a change
     /// at `t`), oldest first.
     pub fn windows_before(&self, t: i64, n: usize) -> Vec<RouteWindow> {

@@ -82,6 +82,10 @@ pub enum Verification {
         quality_floor: Option<f64>,
         /// The route's latency SLO (p95, ms).
         latency_slo_p95_ms: Option<f64>,
+        /// A parameter trial: given up as soon as the route's mean quality since the change is
+        /// under the floor, significant or not (`rollback::trial_under_floor`).
+        #[serde(default)]
+        trial: bool,
     },
     /// Not compared: a quality-guard step undoes harm, like a rollback; it succeeds once
     /// applied.

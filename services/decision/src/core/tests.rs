@@ -557,7 +557,7 @@ fn failed_canary_step_rolls_back() {
 }
 
 #[test]
-fn cooldown_blocks_failover() {
+fn a_breaching_model_fails_over_without_waiting_for_the_cooldown() {
     let mut cfg = base(Mode::Auto);
     cfg.limits.cooldown_ms = 10 * MINUTE;
     let mut sim = Sim::new(cfg);
@@ -571,10 +571,10 @@ fn cooldown_blocks_failover() {
     assert!(run_until(&mut sim, 20, &b, |s| !s.decisions().is_empty()));
     let first = sim.decisions()[0].1.clone();
     assert_eq!(first.strategy, Strategy::Failover);
-    assert_eq!(
-        first.event_time,
-        15 * MINUTE,
-        "first window past the cooldown"
+    assert!(
+        first.event_time < 15 * MINUTE,
+        "a failing model does not wait for the cooldown of the change at minute 5: {}",
+        first.event_time / MINUTE
     );
 }
 
@@ -952,8 +952,10 @@ fn after_an_outage_traffic_returns_to_the_primary_through_a_probe_and_steps() {
     );
     let back_after = sim.minute - recovery;
     eprintln!("traffic back on the primary {back_after} windows after recovery");
-    // probe_after (5) + probe verification (3) + two steps of 0.5 verified (2 × 3) at most.
-    assert!(back_after <= 16, "back {back_after} windows after recovery");
+    // At most: a probe started just before recovery and judged on its first window, the next
+    // probe after probe_after (2), its windows (2), two steps of 0.5 (1 each), and a window of
+    // lag for each judgement.
+    assert!(back_after <= 10, "back {back_after} windows after recovery");
     let decisions = sim.of_strategy(Strategy::Failover);
     let held = decisions
         .iter()

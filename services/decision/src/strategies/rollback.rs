@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::{evidence, fmt_num, Proposal, RouteView};
 use crate::config::DecisionConfig;
 use crate::history::RouteWindow;
-use crate::stats::{one_sample_t_greater, two_proportion_z_greater, welch_t_greater, TestResult};
+use crate::stats::{
+    binomial_greater, one_sample_t_greater, two_proportion_z_greater, welch_t_greater, TestResult,
+};
 
 /// Outcome of comparing a period after a change with the baseline before it.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +177,87 @@ pub fn compare_constraints(
         });
     }
     conclude(&tests, before.len(), after.len(), cfg.alpha)
+}
+
+/// Per-call spread of quality scores a trial's lower bound assumes.
+const TRIAL_SCORE_SD: f64 = 0.15;
+
+/// Verification of a parameter trial: an experiment the route did not need, so it is given up
+/// as soon as the route's measured quality since the change (scored calls pooled over at least
+/// `min_windows` windows) is not clearly above the floor: its mean less one standard error
+/// under it, significant or not. Waiting for significance would keep a route a little under
+/// its floor for as long as it takes to prove it. `None` when the trial holds (or too few
+/// windows have passed).
+pub fn trial_under_floor(
+    after: &[RouteWindow],
+    floor: f64,
+    min_windows: usize,
+) -> Option<Comparison> {
+    let scored: Vec<&RouteWindow> = after.iter().filter(|w| w.quality_count > 0).collect();
+    if scored.len() < min_windows {
+        return None;
+    }
+    let n: i64 = scored.iter().map(|w| w.quality_count).sum();
+    let mean = scored.iter().map(|w| w.quality_sum).sum::<f64>() / n as f64;
+    let lower = mean - TRIAL_SCORE_SD / (n as f64).sqrt();
+    if lower >= floor {
+        return None;
+    }
+    let mut metrics = BTreeMap::new();
+    metrics.insert("windows_after".to_string(), scored.len() as f64);
+    metrics.insert("scored_after".to_string(), n as f64);
+    metrics.insert("quality_mean_after".to_string(), mean);
+    metrics.insert("quality_lower_bound_after".to_string(), lower);
+    metrics.insert("quality_floor".to_string(), floor);
+    Some(Comparison {
+        worse: true,
+        evidence: evidence("mean_below_floor", None, metrics),
+        summary: format!(
+            "trial quality {} (lower bound {}) not clearly above the floor {} over {} scored calls",
+            fmt_num((mean * 1e4).round() / 1e4),
+            fmt_num((lower * 1e4).round() / 1e4),
+            fmt_num(floor),
+            n
+        ),
+    })
+}
+
+/// Calls a fail-back step needs on the returning model before it can hold.
+pub const FAILBACK_MIN_CALLS: i64 = 10;
+
+/// Verification of a fail-back step (a circuit breaker's half-open trial): the returning
+/// model's own calls since the change against its error-rate SLO (exact binomial test). Worse
+/// when significantly above the SLO; `None` while it has had fewer than [`FAILBACK_MIN_CALLS`]
+/// calls, so a probe never holds on no evidence.
+pub fn failback_check(after: &[RouteWindow], slo: f64, alpha: f64) -> Option<Comparison> {
+    let errors: i64 = after.iter().map(|w| w.error_count).sum();
+    let calls: i64 = after.iter().map(|w| w.count).sum();
+    if calls < FAILBACK_MIN_CALLS {
+        return None;
+    }
+    let result = binomial_greater(errors, calls, slo);
+    let rate = errors as f64 / calls as f64;
+    let worse = rate > slo && result.is_some_and(|r| r.significant(alpha));
+    let mut metrics = BTreeMap::new();
+    metrics.insert("windows_after".to_string(), after.len() as f64);
+    metrics.insert("calls_after".to_string(), calls as f64);
+    metrics.insert("error_rate_after".to_string(), rate);
+    metrics.insert("error_slo".to_string(), slo);
+    Some(Comparison {
+        worse,
+        evidence: evidence("binomial_exact", result, metrics),
+        summary: format!(
+            "error rate {} over {calls} calls against the SLO {} (p={:.3e}{})",
+            fmt_num((rate * 1e4).round() / 1e4),
+            fmt_num(slo),
+            result.map_or(1.0, |r| r.p_value),
+            if worse {
+                ", still failing"
+            } else {
+                ", within it"
+            }
+        ),
+    })
 }
 
 /// Whether any test is significant at `alpha` and material, with the deciding test as evidence.

@@ -90,11 +90,57 @@ impl ArmStats {
 pub struct RouteTuning {
     /// Per arm (index into the policy's arms), per model.
     pub stats: BTreeMap<usize, BTreeMap<ModelKey, ArmStats>>,
-    /// When the route's params last changed (event time): windows before the next full window
-    /// after it are not counted.
+    /// When the route's params last changed (event time): only windows starting after it are
+    /// counted (see `History::windows_after`).
     pub params_since: i64,
     /// Windows already counted, by window id, so a revision is not counted twice.
     pub counted: BTreeMap<String, i64>,
+    /// Arms whose trial was given up, by arm index.
+    #[serde(default)]
+    pub abandoned: BTreeMap<usize, Abandoned>,
+    /// When the route's targets last changed (event time): trials wait until the route has
+    /// been served by the same models for `tuning.settle_windows`.
+    #[serde(default)]
+    pub targets_since: i64,
+    /// The arm each recent window (by start) was served under entirely, so the router judges
+    /// models by the windows of the live arm, including those of earlier periods under it.
+    #[serde(default)]
+    pub window_arms: BTreeMap<i64, usize>,
+}
+
+/// An arm whose trial was given up: not tried again before `until`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Abandoned {
+    /// Event time before which the arm is not tried again.
+    pub until: i64,
+    /// Trials given up so far (the wait doubles with each).
+    pub times: u32,
+}
+
+impl RouteTuning {
+    /// Records that a trial of `arm` was given up at `t`: the arm waits `retry_after_ms`,
+    /// doubled for every earlier abandoned trial, before it is tried again. Its windows stay
+    /// counted, so repeated short trials add up to a measured arm.
+    pub fn abandon(&mut self, arm: usize, t: i64, retry_after_ms: i64) {
+        let a = self.abandoned.entry(arm).or_default();
+        let wait = retry_after_ms.saturating_mul(1_i64 << a.times.min(16));
+        a.times += 1;
+        a.until = t.saturating_add(wait);
+    }
+
+    /// Whether a window starting at `start` was served under `arm` (or, for windows not
+    /// recorded, whether it started after the last change of params).
+    pub fn served_under(&self, arm: usize, start: i64) -> bool {
+        match self.window_arms.get(&start) {
+            Some(a) => *a == arm,
+            None => start > self.params_since,
+        }
+    }
+
+    /// Whether `arm` may be tried at `t`.
+    fn may_try(&self, arm: usize, t: i64) -> bool {
+        self.abandoned.get(&arm).is_none_or(|a| t >= a.until)
+    }
 }
 
 /// The index of the arm `params` are in (every key of the arm has its value), if any.
@@ -104,6 +150,18 @@ pub fn live_arm(
 ) -> Option<usize> {
     arms.iter()
         .position(|a| !a.is_empty() && a.iter().all(|(k, v)| params.get(k) == Some(v)))
+}
+
+/// The index of the arm a tuner decision sets (its `set.<name>` params).
+pub fn arm_of_decision(
+    arms: &[BTreeMap<String, String>],
+    params: &BTreeMap<String, String>,
+) -> Option<usize> {
+    let set: BTreeMap<String, String> = params
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(PARAM_SET_PREFIX)?.to_string(), v.clone())))
+        .collect();
+    live_arm(arms, &set)
 }
 
 /// An arm's expected quality and cost per call under the current routing, and the scored
@@ -145,6 +203,13 @@ pub struct TuningKnobs {
     pub draws: usize,
     /// Seed of the draws.
     pub seed: u64,
+    /// Event time now.
+    pub now: i64,
+    /// Whether the route's models have been stable long enough for a trial.
+    pub settled: bool,
+    /// Whether the route's cooldown is running: only a switch away from a live arm measured
+    /// under the floor goes then (it undoes harm, like a rollback).
+    pub cooldown: bool,
 }
 
 /// The tuner's proposal for a route whose live params are arm `live`, if any.
@@ -159,9 +224,15 @@ pub fn evaluate(
     let estimates: Vec<Option<(f64, f64, f64)>> = (0..arms.len())
         .map(|a| arm_estimate(tuning.stats.get(&a), &view.targets, knobs.min_scored))
         .collect();
-    // Measure the live arm first, then try the first arm not measured.
-    estimates[live]?;
-    if let Some(untried) = (0..arms.len()).find(|a| estimates[*a].is_none()) {
+    // Measure the live arm first, then try the first arm not measured (on a settled route,
+    // not while an abandoned trial of it waits); meanwhile choose among the measured ones.
+    let (live_quality, _, _) = estimates[live]?;
+    let live_under_floor = floor.is_some_and(|f| live_quality < f);
+    if knobs.cooldown && !live_under_floor {
+        return None;
+    }
+    let untried = (0..arms.len()).find(|&a| estimates[a].is_none() && tuning.may_try(a, knobs.now));
+    if let Some(untried) = untried.filter(|_| knobs.settled && !knobs.cooldown) {
         return Some(proposal(
             view,
             &arms[untried],

@@ -104,7 +104,9 @@ fn the_tuner_keeps_the_cheapest_arm_that_holds_the_floor_and_rolls_back_one_that
         .collect();
     assert_eq!(rolled_back.len(), 1, "the truncating arm is rolled back");
     assert!(
-        rolled_back[0].reason.contains("quality_mean_below_floor"),
+        rolled_back[0]
+            .reason
+            .contains("not clearly above the floor"),
         "{}",
         rolled_back[0].reason
     );
@@ -157,4 +159,103 @@ fn the_tuner_switches_back_when_a_trial_holds_the_floor_but_is_worse() {
         .map(|(_, d)| d.clone())
         .expect("switched back");
     assert_eq!(switch.evidence.test, "thompson_sampling");
+}
+
+/// Longest run of consecutive minutes on `max_tokens`.
+fn longest_on(seen: &[(i64, String)], max_tokens: &str) -> usize {
+    let (mut run, mut longest) = (0, 0);
+    for (_, mt) in seen {
+        run = if mt == max_tokens { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
+}
+
+#[test]
+fn a_trial_not_clearly_above_the_floor_is_given_up_within_two_windows_and_retried_ever_later() {
+    let mut cfg = base(Mode::Auto);
+    cfg.routes[0].parameter_arms = vec![arm("1024"), arm("512")];
+    cfg.routes[0].quality_floor = Some(0.80);
+    let retry = cfg.tuning.retry_after_ms;
+    let mut sim = start(cfg, &[("max_tokens", "1024")]);
+    // 512 sits 0.005 above the floor: a few windows cannot show it holds the floor (nor that
+    // it misses it), and a trial is an experiment the route does not need.
+    let b = |mt: &str| match mt {
+        "1024" => by_params("1024"),
+        _ => Behaviour {
+            quality: Some(0.805),
+            cost_per_call: 0.008,
+            scored: 0.4,
+            ..HEALTHY
+        },
+    };
+    let mut seen = Vec::new();
+    for _ in 0..240 {
+        let mt = live_max_tokens(&sim);
+        seen.push((sim.minute, mt.clone()));
+        sim.tick(&["chat"], move |_, _, _| b(&mt));
+    }
+    assert_eq!(live_max_tokens(&sim), "1024");
+    let decisions: Vec<DecisionEvent> = sim
+        .of_strategy(Strategy::ParameterTuning)
+        .into_iter()
+        .map(|(_, d)| d.clone())
+        .collect();
+    let given_up: Vec<&DecisionEvent> = decisions
+        .iter()
+        .filter(|d| d.state == DecisionState::RolledBack)
+        .collect();
+    assert!(!given_up.is_empty(), "the trial was given up");
+    assert!(
+        given_up[0].reason.contains("not clearly above the floor"),
+        "{}",
+        given_up[0].reason
+    );
+    assert_eq!(given_up[0].evidence.test, "mean_below_floor");
+    // No run of more than 4 windows on the trial arm: the change's own window (left out of the
+    // judgement), the 2 judged, and the one the rollback lands in.
+    let longest = longest_on(&seen, "512");
+    assert!(
+        longest <= 4,
+        "{longest} consecutive windows on the trial arm"
+    );
+    // Retried only after the wait, doubled each time.
+    let trials: Vec<i64> = decisions
+        .iter()
+        .filter(|d| d.params.get(PARAM_PHASE).map(String::as_str) == Some(PHASE_TRIAL))
+        .filter(|d| d.state == DecisionState::Approved)
+        .map(|d| d.event_time)
+        .collect();
+    let ends: Vec<i64> = given_up.iter().map(|d| d.event_time).collect();
+    for (i, end) in ends.iter().enumerate() {
+        if let Some(next) = trials.iter().find(|t| *t > end) {
+            let wait = retry * (1 << i);
+            assert!(
+                next - end >= wait,
+                "trial {} retried {} min after being given up (wait {} min)",
+                i + 2,
+                (next - end) / MINUTE,
+                wait / MINUTE
+            );
+        }
+    }
+    assert!(trials.len() <= 4, "{} trials in 4 hours", trials.len());
+}
+
+#[test]
+fn trials_wait_until_the_routes_models_have_settled() {
+    let mut sim = tuned(Mode::Auto);
+    let settle = i64::from(sim.decision.config.tuning.settle_windows);
+    run(&mut sim, 60);
+    let first_trial = sim
+        .of_strategy(Strategy::ParameterTuning)
+        .into_iter()
+        .map(|(_, d)| d.event_time)
+        .min()
+        .expect("a trial");
+    assert!(
+        first_trial >= settle * MINUTE,
+        "first trial at minute {} before the route settled ({settle} windows)",
+        first_trial / MINUTE
+    );
 }
