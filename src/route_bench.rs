@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use llmopt_events::{DecisionState, Strategy};
-use llmopt_sim::{FleetSpec, RouteLedger, Scenario};
+use llmopt_sim::{FleetSpec, Incident, RouteLedger, Scenario};
 use serde::Serialize;
 
 use crate::config::AppConfig;
@@ -33,6 +33,8 @@ pub struct RouteBenchOptions {
     pub tune: bool,
     /// `app/route` whose decisions and per-minute quality are printed.
     pub trace: Option<String>,
+    /// Incidents played on top of the quiet fleet (none: what routing alone saves).
+    pub incidents: Vec<Incident>,
 }
 
 /// One route's figures.
@@ -89,6 +91,8 @@ pub struct RouteBenchReport {
     pub seed: u64,
     /// Telemetry events produced.
     pub events: u64,
+    /// Incidents played.
+    pub incidents: usize,
     /// Per route.
     pub routes: Vec<RouteFigures>,
     /// Fleet cost per call as served.
@@ -214,6 +218,16 @@ pub async fn run(
     options: &RouteBenchOptions,
     print: &mut (dyn FnMut(String) + Send),
 ) -> anyhow::Result<RouteBenchReport> {
+    Ok(run_with_result(base, options, print).await?.0)
+}
+
+/// [`run`], also returning the run itself (decisions, config changes, ledgers) for checks on
+/// its timeline.
+pub async fn run_with_result(
+    base: &AppConfig,
+    options: &RouteBenchOptions,
+    print: &mut (dyn FnMut(String) + Send),
+) -> anyhow::Result<(RouteBenchReport, demo::DemoResult)> {
     anyhow::ensure!(
         options.hours.is_finite() && options.hours > 0.0,
         "hours must be a positive number"
@@ -230,10 +244,14 @@ pub async fn run(
     }
     let duration_s = (options.hours * 3600.0).round() as u64;
     let scenario = Scenario {
-        name: "quiet".to_string(),
-        description: "no incidents: what routing alone saves".to_string(),
+        name: if options.incidents.is_empty() {
+            "quiet".to_string()
+        } else {
+            "incidents".to_string()
+        },
+        description: "the default fleet under the router".to_string(),
         duration_s,
-        incidents: Vec::new(),
+        incidents: options.incidents.clone(),
     };
     let demo_options = DemoOptions {
         seed: options.seed,
@@ -340,10 +358,11 @@ pub async fn run(
             router_rollbacks += 1;
         }
     }
-    Ok(RouteBenchReport {
+    let report = RouteBenchReport {
         hours: options.hours,
         seed: options.seed,
         events: result.calls,
+        incidents: options.incidents.len(),
         routes,
         cost_per_call: per_call(total(|l| l.cost_usd), calls),
         capable_cost_per_call: per_call(total(|l| l.capable_cost_usd), calls),
@@ -357,15 +376,24 @@ pub async fn run(
         rollbacks,
         alerts: result.record.firing().count(),
         elapsed_s: result.elapsed.as_secs_f64(),
-    })
+    };
+    Ok((report, result))
 }
 
 /// The report as a table.
 pub fn render(r: &RouteBenchReport) -> String {
     let mut out = format!(
-        "ROUTER vs BASELINES: {} simulated hours of the default fleet, no incidents, seed {} \
-         ({} events, {:.0} s)\n\n",
-        r.hours, r.seed, r.events, r.elapsed_s
+        "ROUTER vs BASELINES: {} simulated hours of the default fleet, {}, seed {} ({} events, \
+         {:.0} s)\n\n",
+        r.hours,
+        if r.incidents == 0 {
+            "no incidents".to_string()
+        } else {
+            format!("{} incidents", r.incidents)
+        },
+        r.seed,
+        r.events,
+        r.elapsed_s
     );
     out.push_str(&format!(
         "{:<30} {:>6} {:>11} {:>11} {:>8} {:>8} {:>7} {:>9} {:>6} {:>6}  {}\n",

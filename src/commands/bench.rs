@@ -71,6 +71,10 @@ pub enum BenchCommand {
         /// (`app/route`), to see what the loop did to it.
         #[arg(long, value_name = "APP/ROUTE")]
         trace: Option<String>,
+        /// Play this scenario file's incidents on top of the quiet fleet (its duration is not
+        /// used: --hours is).
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<std::path::PathBuf>,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -86,6 +90,7 @@ pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()
             rate_scale,
             tune,
             trace,
+            scenario,
             json,
         } => {
             anyhow::ensure!(
@@ -99,6 +104,10 @@ pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()
                 rate_scale,
                 tune,
                 trace,
+                incidents: match scenario {
+                    Some(path) => llmopt::demo::load_scenario(Some(&path))?.incidents,
+                    None => Vec::new(),
+                },
             };
             let report = llmopt::route_bench::run(config, &options, &mut |line| {
                 if !json {
