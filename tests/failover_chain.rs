@@ -9,7 +9,7 @@
 
 use llmopt::config::AppConfig;
 use llmopt::demo::{self, DemoOptions, DemoResult, SIM_START_MS};
-use llmopt_events::{ConfigChange, DecisionState, Strategy};
+use llmopt_events::{AlertStatus, ConfigChange, DecisionState, Strategy};
 use llmopt_sim::Scenario;
 
 const APP: &str = "search";
@@ -251,4 +251,29 @@ async fn a_thirty_minute_outage_with_a_failing_fallback_fails_over_along_the_cha
         probes.iter().any(|d| d.state == DecisionState::Succeeded),
         "a probe held after recovery"
     );
+
+    // The circuits are visible where operators watch alerts: open while the route runs on
+    // its fallback chain, resolved once the traffic is back.
+    let circuit = |model: &str, status: AlertStatus| {
+        result
+            .record
+            .alerts
+            .iter()
+            .filter(|a| a.alertname == "LlmoptCircuitOpen" && a.status == status)
+            .filter(|a| a.labels.get("route").map(String::as_str) == Some(ROUTE))
+            .filter(|a| a.labels.get("model").map(String::as_str) == Some(model))
+            .map(|a| minute(a.event_time))
+            .collect::<Vec<f64>>()
+    };
+    let fired = circuit(PRIMARY, AlertStatus::Firing);
+    let resolved = circuit(PRIMARY, AlertStatus::Resolved);
+    eprintln!("circuit alerts for the primary: firing at {fired:?}, resolved at {resolved:?}");
+    assert_eq!(fired.len(), 1, "one circuit alert for the whole outage");
+    assert!(fired[0] <= left, "fired when the failover was applied");
+    assert_eq!(resolved.len(), 1, "resolved once");
+    assert!(
+        resolved[0] >= back && resolved[0] - back <= 3.0,
+        "resolved once the last fail-back step held"
+    );
+    assert_eq!(circuit(FALLBACK, AlertStatus::Firing).len(), 1);
 }

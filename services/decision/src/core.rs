@@ -1538,6 +1538,116 @@ fn no_evidence() -> Evidence {
     }
 }
 
+/// Alert name of an open circuit: a route failed away from a model and owes it traffic back.
+pub const ALERT_CIRCUIT_OPEN: &str = "LlmoptCircuitOpen";
+
+/// Alerts for circuits that opened (FIRING) or closed (RESOLVED) between `before` and
+/// `after`, so operators see a route running on its fallback chain where they watch alerts,
+/// not only in the decisions topic. Ids depend on the circuit's opening time: replays agree.
+fn circuit_alerts(
+    before: &BTreeMap<RouteId, BTreeMap<ModelKey, Circuit>>,
+    after: &BTreeMap<RouteId, BTreeMap<ModelKey, Circuit>>,
+    now: i64,
+) -> Vec<Output> {
+    let mut out = Vec::new();
+    let opened_at =
+        |cs: &BTreeMap<RouteId, BTreeMap<ModelKey, Circuit>>, r: &RouteId, m: &ModelKey| {
+            cs.get(r).and_then(|c| c.get(m)).map(|c| c.opened_at)
+        };
+    for (route, circuits) in after {
+        for (model, c) in circuits {
+            if opened_at(before, route, model) != Some(c.opened_at) {
+                out.push(circuit_alert(route, model, Some(c), c.opened_at, now));
+            }
+        }
+    }
+    for (route, circuits) in before {
+        for (model, c) in circuits {
+            if opened_at(after, route, model) != Some(c.opened_at) {
+                out.push(circuit_alert(route, model, None, c.opened_at, now));
+            }
+        }
+    }
+    out
+}
+
+/// One circuit alert: FIRING with the circuit's state when `open` is given, RESOLVED otherwise.
+fn circuit_alert(
+    route: &RouteId,
+    model: &ModelKey,
+    open: Option<&Circuit>,
+    opened_at: i64,
+    now: i64,
+) -> Output {
+    let dedup_key = format!(
+        "{ALERT_CIRCUIT_OPEN}/{}/{}/{}/{}",
+        route.0, route.1, model.0, model.1
+    );
+    let mut labels: BTreeMap<String, String> = [
+        ("app", route.0.as_str()),
+        ("route", route.1.as_str()),
+        ("provider", model.0.as_str()),
+        ("model", model.1.as_str()),
+        ("service", crate::SERVICE_NAME),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (status, summary, value) = match open {
+        Some(c) => {
+            labels.insert(
+                "holder".to_string(),
+                format!("{}/{}", c.holder.0, c.holder.1),
+            );
+            (
+                llmopt_events::AlertStatus::Firing,
+                format!(
+                    "{}/{}: circuit open for {}/{} (failed over to {}/{}; {} of the route owed \
+                     back, fail-back probes it when it recovers)",
+                    route.0,
+                    route.1,
+                    model.0,
+                    model.1,
+                    c.holder.0,
+                    c.holder.1,
+                    crate::strategies::fmt_num(c.owed)
+                ),
+                Some(c.owed),
+            )
+        }
+        None => (
+            llmopt_events::AlertStatus::Resolved,
+            format!(
+                "{}/{}: circuit closed for {}/{} (its traffic is back or moved elsewhere)",
+                route.0, route.1, model.0, model.1
+            ),
+            None,
+        ),
+    };
+    let state = if open.is_some() { "firing" } else { "resolved" };
+    let alert = llmopt_events::Alert {
+        id: format!("{dedup_key}/{opened_at}/{state}"),
+        dedup_key: dedup_key.clone(),
+        status,
+        severity: llmopt_events::Severity::Warning,
+        alertname: ALERT_CIRCUIT_OPEN.to_string(),
+        summary,
+        labels,
+        value,
+        threshold: None,
+        starts_at: opened_at,
+        ends_at: open.is_none().then_some(now),
+        event_time: now,
+    };
+    Output {
+        topic: LogicalTopic::Alerts,
+        id: alert.id.clone(),
+        key: dedup_key,
+        time_ms: now,
+        event: AnyEvent::Alert(alert),
+    }
+}
+
 impl Processor for Decision {
     fn name(&self) -> &'static str {
         crate::SERVICE_NAME
@@ -1569,7 +1679,8 @@ impl Processor for Decision {
     }
 
     fn process(&mut self, input: &Input) -> Vec<Output> {
-        match &input.event {
+        let circuits_before = self.circuits.clone();
+        let mut out = match &input.event {
             AnyEvent::WindowAggregate(w) => self.on_window(w),
             AnyEvent::Anomaly(a) => {
                 self.on_anomaly(a);
@@ -1578,7 +1689,12 @@ impl Processor for Decision {
             AnyEvent::ConfigChange(c) => self.on_config_change(c),
             AnyEvent::Decision(d) => self.on_decision(d),
             _ => Vec::new(),
+        };
+        if circuits_before != self.circuits {
+            let now = self.now.unwrap_or(0);
+            out.extend(circuit_alerts(&circuits_before, &self.circuits, now));
         }
+        out
     }
 }
 
