@@ -45,6 +45,10 @@ const ANOMALIES_KEPT: usize = 16;
 /// Param of a failover or fail-back step whose verification a later failover cut short.
 pub const PARAM_SUPERSEDED_BY: &str = "superseded_by";
 
+/// Longest a published rollback holds back new proposals on its route while its change has
+/// not arrived (event time).
+const ROLLBACK_PENDING_MAX_MS: i64 = 120_000;
+
 /// Shares below this are rounding, not traffic.
 const SHARE_EPSILON: f64 = 1e-9;
 
@@ -196,11 +200,12 @@ impl Decision {
     }
 
     /// Whether a rollback on `route` was published and its change has not arrived yet (for at
-    /// most a cooldown: an actuator that never applies it does not freeze the route).
+    /// most [`ROLLBACK_PENDING_MAX_MS`]: a rollback the actuator cannot apply holds back the
+    /// route's failovers for two windows, not for a whole cooldown).
     fn rollback_pending(&self, route: &RouteId, t: i64) -> bool {
         self.rollbacks_pending
             .get(route)
-            .is_some_and(|(_, at)| t < at.saturating_add(self.config.limits.cooldown_ms))
+            .is_some_and(|(_, at)| t < at.saturating_add(ROLLBACK_PENDING_MAX_MS))
     }
 
     fn cooldown_active(&self, route: &RouteId, t: i64) -> bool {
