@@ -221,6 +221,12 @@ impl Decision {
         })
     }
 
+    /// The route's routing decisions whose change is applied and being verified.
+    fn verifying_on(&self, route: &RouteId) -> impl Iterator<Item = &OpenDecision> {
+        self.open_routing_on(route)
+            .filter(|o| o.state() == DecisionState::Verifying)
+    }
+
     fn open_canaries(&self) -> usize {
         self.open
             .values()
@@ -819,8 +825,7 @@ impl Decision {
     /// canary step (APPROVED again) or ROLLED_BACK.
     fn progress_verifications(&mut self, route: &RouteId, t: i64) -> Vec<Output> {
         let ids: Vec<String> = self
-            .open_routing_on(route)
-            .filter(|o| o.state() == DecisionState::Verifying)
+            .verifying_on(route)
             .map(|o| o.event.id.clone())
             .collect();
         let mut out = Vec::new();
@@ -1153,9 +1158,8 @@ impl Decision {
                 && p.get(PARAM_FROM_MODEL) == Some(&failing.1)
         };
         let ids: Vec<String> = self
-            .open_routing_on(route)
-            .filter(|o| o.event.strategy == Strategy::Failover)
-            .filter(|o| o.state() == DecisionState::Verifying && !concerns_failing(o))
+            .verifying_on(route)
+            .filter(|o| o.event.strategy == Strategy::Failover && !concerns_failing(o))
             .map(|o| o.event.id.clone())
             .collect();
         let mut out = Vec::new();

@@ -73,13 +73,44 @@ fn by_params(max_tokens: &str) -> Behaviour {
 }
 
 fn run(sim: &mut Sim, minutes: i64) -> Vec<(i64, String)> {
+    run_with(sim, minutes, by_params)
+}
+
+/// Runs `minutes` with each minute's behaviour given by the live `max_tokens`; returns what
+/// was live at each minute.
+fn run_with(
+    sim: &mut Sim,
+    minutes: i64,
+    behaviour: impl Fn(&str) -> Behaviour + Copy,
+) -> Vec<(i64, String)> {
     let mut seen = Vec::new();
     for _ in 0..minutes {
         let mt = live_max_tokens(sim);
         seen.push((sim.minute, mt.clone()));
-        sim.tick(&["chat"], move |_, _, _| by_params(&mt));
+        sim.tick(&["chat"], move |_, _, _| behaviour(&mt));
     }
     seen
+}
+
+/// Route `chat` tuned over max_tokens 1024 and 512 with a quality floor, starting on 1024.
+fn two_arms(floor: f64) -> Sim {
+    let mut cfg = base(Mode::Auto);
+    cfg.routes[0].parameter_arms = vec![arm("1024"), arm("512")];
+    cfg.routes[0].quality_floor = Some(floor);
+    start(cfg, &[("max_tokens", "1024")])
+}
+
+/// 1024 as in [`by_params`]; 512 scores `quality` at $0.008 a call.
+fn with_512_at(quality: f64) -> impl Fn(&str) -> Behaviour + Copy {
+    move |mt: &str| match mt {
+        "1024" => by_params("1024"),
+        _ => Behaviour {
+            quality: Some(quality),
+            cost_per_call: 0.008,
+            scored: 0.4,
+            ..HEALTHY
+        },
+    }
 }
 
 #[test]
@@ -133,24 +164,9 @@ fn the_tuner_keeps_the_cheapest_arm_that_holds_the_floor_and_rolls_back_one_that
 
 #[test]
 fn the_tuner_switches_back_when_a_trial_holds_the_floor_but_is_worse() {
-    let mut cfg = base(Mode::Auto);
-    cfg.routes[0].parameter_arms = vec![arm("1024"), arm("512")];
-    cfg.routes[0].quality_floor = Some(0.70);
-    let mut sim = start(cfg, &[("max_tokens", "1024")]);
+    let mut sim = two_arms(0.70);
     // 512 holds the floor (0.78 > 0.70) but is far worse than 1024: not worth its saving.
-    let b = |mt: &str| match mt {
-        "1024" => by_params("1024"),
-        _ => Behaviour {
-            quality: Some(0.78),
-            cost_per_call: 0.008,
-            scored: 0.4,
-            ..HEALTHY
-        },
-    };
-    for _ in 0..60 {
-        let mt = live_max_tokens(&sim);
-        sim.tick(&["chat"], move |_, _, _| b(&mt));
-    }
+    run_with(&mut sim, 60, with_512_at(0.78));
     assert_eq!(live_max_tokens(&sim), "1024");
     let switch = sim
         .of_strategy(Strategy::ParameterTuning)
@@ -173,28 +189,11 @@ fn longest_on(seen: &[(i64, String)], max_tokens: &str) -> usize {
 
 #[test]
 fn a_trial_not_clearly_above_the_floor_is_given_up_within_two_windows_and_retried_ever_later() {
-    let mut cfg = base(Mode::Auto);
-    cfg.routes[0].parameter_arms = vec![arm("1024"), arm("512")];
-    cfg.routes[0].quality_floor = Some(0.80);
-    let retry = cfg.tuning.retry_after_ms;
-    let mut sim = start(cfg, &[("max_tokens", "1024")]);
+    let mut sim = two_arms(0.80);
+    let retry = sim.decision.config.tuning.retry_after_ms;
     // 512 sits 0.005 above the floor: a few windows cannot show it holds the floor (nor that
     // it misses it), and a trial is an experiment the route does not need.
-    let b = |mt: &str| match mt {
-        "1024" => by_params("1024"),
-        _ => Behaviour {
-            quality: Some(0.805),
-            cost_per_call: 0.008,
-            scored: 0.4,
-            ..HEALTHY
-        },
-    };
-    let mut seen = Vec::new();
-    for _ in 0..240 {
-        let mt = live_max_tokens(&sim);
-        seen.push((sim.minute, mt.clone()));
-        sim.tick(&["chat"], move |_, _, _| b(&mt));
-    }
+    let seen = run_with(&mut sim, 240, with_512_at(0.805));
     assert_eq!(live_max_tokens(&sim), "1024");
     let decisions: Vec<DecisionEvent> = sim
         .of_strategy(Strategy::ParameterTuning)
