@@ -118,11 +118,7 @@ fn the_tuner_keeps_the_cheapest_arm_that_holds_the_floor_and_rolls_back_one_that
     let mut sim = tuned(Mode::Auto);
     let seen = run(&mut sim, 90);
     assert_eq!(live_max_tokens(&sim), "512", "{seen:?}");
-    let decisions: Vec<DecisionEvent> = sim
-        .of_strategy(Strategy::ParameterTuning)
-        .into_iter()
-        .map(|(_, d)| d.clone())
-        .collect();
+    let decisions = tuner_decisions(&sim);
     let trials: Vec<&DecisionEvent> = decisions
         .iter()
         .filter(|d| d.params.get(PARAM_PHASE).map(String::as_str) == Some(PHASE_TRIAL))
@@ -177,6 +173,14 @@ fn the_tuner_switches_back_when_a_trial_holds_the_floor_but_is_worse() {
     assert_eq!(switch.evidence.test, "thompson_sampling");
 }
 
+/// Every tuner decision event published, in order.
+fn tuner_decisions(sim: &Sim) -> Vec<DecisionEvent> {
+    sim.of_strategy(Strategy::ParameterTuning)
+        .into_iter()
+        .map(|(_, d)| d.clone())
+        .collect()
+}
+
 /// Longest run of consecutive minutes on `max_tokens`.
 fn longest_on(seen: &[(i64, String)], max_tokens: &str) -> usize {
     let (mut run, mut longest) = (0, 0);
@@ -195,11 +199,7 @@ fn a_trial_not_clearly_above_the_floor_is_given_up_within_two_windows_and_retrie
     // it misses it), and a trial is an experiment the route does not need.
     let seen = run_with(&mut sim, 240, with_512_at(0.805));
     assert_eq!(live_max_tokens(&sim), "1024");
-    let decisions: Vec<DecisionEvent> = sim
-        .of_strategy(Strategy::ParameterTuning)
-        .into_iter()
-        .map(|(_, d)| d.clone())
-        .collect();
+    let decisions = tuner_decisions(&sim);
     let given_up: Vec<&DecisionEvent> = decisions
         .iter()
         .filter(|d| d.state == DecisionState::RolledBack)
