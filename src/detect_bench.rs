@@ -24,7 +24,7 @@ use llmopt_detector::Detector;
 use llmopt_events::{Alert, AlertStatus, AnyEvent, WindowKind};
 use llmopt_runtime::{Input, Processor};
 use llmopt_sim::{
-    FleetSpec, GroundTruth, Incident, IncidentKind, Scenario, SimEvent, TrafficShape,
+    FleetSpec, GroundTruth, Incident, IncidentKind, NoisyTenant, Scenario, SimEvent, TrafficShape,
 };
 use llmopt_transport::LogicalTopic;
 use rand::{Rng, SeedableRng};
@@ -53,6 +53,8 @@ pub struct DetectBenchOptions {
     pub hours: f64,
     /// How traffic varies over the day and week.
     pub traffic: TrafficShape,
+    /// Tenants whose jobs and bursts come on top of the traffic (not incidents).
+    pub noisy_tenants: Vec<NoisyTenant>,
 }
 
 /// One incident as drawn, and what the detector made of it.
@@ -125,6 +127,9 @@ pub struct DetectBenchReport {
     pub false_alerts: usize,
     /// `false_alerts / fleet_days`.
     pub false_alerts_per_fleet_day: f64,
+    /// False alerts by day of their scenario (day 0 holds the warm-up): how a detector learning
+    /// the fleet's days (the seasonal profile) grows quieter over scenarios of several days.
+    pub false_alerts_by_scenario_day: Vec<usize>,
     /// `true_alerts / (true_alerts + false_alerts)`.
     pub precision: f64,
     /// The false alerts' names, with counts.
@@ -371,6 +376,31 @@ fn run_scenario(
     Ok(run)
 }
 
+/// Which noisy tenants the benchmark's fleet has (see [`llmopt_sim::tenants`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NoisyTenants {
+    /// None: the apps' traffic only.
+    None,
+    /// umbrella (support-bot and search) bursts at random hours: volume, not incidents.
+    Bursty,
+    /// Also globex's nightly batch job (checkout and search, 01:00 UTC, long prompts: their cost
+    /// per call doubles for an hour every night), which only a detector with a few days of
+    /// history can know: use it with scenarios of several days (`--hours 168`).
+    All,
+}
+
+/// The noisy tenants of `which`.
+pub fn noisy_tenants(which: NoisyTenants) -> Vec<NoisyTenant> {
+    match which {
+        NoisyTenants::None => Vec::new(),
+        NoisyTenants::Bursty => vec![NoisyTenant::bursty("umbrella")],
+        NoisyTenants::All => vec![
+            NoisyTenant::nightly_batch_job("globex"),
+            NoisyTenant::bursty("umbrella"),
+        ],
+    }
+}
+
 /// Runs the benchmark; `progress` hears about each finished scenario.
 pub fn run(
     base: &AppConfig,
@@ -379,6 +409,7 @@ pub fn run(
 ) -> anyhow::Result<DetectBenchReport> {
     let fleet = FleetSpec {
         traffic: options.traffic,
+        noisy_tenants: options.noisy_tenants.clone(),
         ..FleetSpec::default()
     };
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
@@ -389,6 +420,7 @@ pub fn run(
     let mut true_alerts = 0;
     let mut false_alert_names: BTreeMap<String, usize> = BTreeMap::new();
     let mut false_alert_examples = Vec::new();
+    let mut false_by_day: Vec<usize> = Vec::new();
     let mut points = 0_u64;
     let mut detector_time = Duration::ZERO;
     for index in 0..options.scenarios {
@@ -416,6 +448,12 @@ pub fn run(
                 *false_alert_names
                     .entry(alert.alertname.clone())
                     .or_default() += 1;
+                let day =
+                    ((alert.starts_at - run.start_ms).max(0) / (24 * 60 * MINUTE_MS)) as usize;
+                if false_by_day.len() <= day {
+                    false_by_day.resize(day + 1, 0);
+                }
+                false_by_day[day] += 1;
                 if false_alert_examples.len() < FALSE_ALERT_EXAMPLES {
                     false_alert_examples.push(format!(
                         "scenario {index}, minute {}: {}",
@@ -483,6 +521,7 @@ pub fn run(
         true_alerts,
         false_alerts,
         false_alerts_per_fleet_day: false_alerts as f64 / fleet_days.max(f64::MIN_POSITIVE),
+        false_alerts_by_scenario_day: false_by_day,
         precision: true_alerts as f64 / (true_alerts + false_alerts).max(1) as f64,
         false_alert_names,
         false_alert_examples,
@@ -629,6 +668,14 @@ pub fn render(report: &DetectBenchReport) -> String {
         report.false_alerts_per_fleet_day,
         report.precision * 100.0
     );
+    if report.false_alerts_by_scenario_day.len() > 1 {
+        let days: Vec<String> = report
+            .false_alerts_by_scenario_day
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let _ = writeln!(out, "false alerts by scenario day: {}", days.join(" "));
+    }
     if !report.false_alert_names.is_empty() {
         let names: Vec<String> = report
             .false_alert_names

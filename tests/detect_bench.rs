@@ -13,6 +13,7 @@ fn random_incidents_are_found_and_false_alerts_stay_rare() {
         seed: 7,
         hours: 4.0,
         traffic: llmopt_sim::TrafficShape::realistic(),
+        noisy_tenants: detect_bench::noisy_tenants(detect_bench::NoisyTenants::Bursty),
     };
     let report = match detect_bench::run(&AppConfig::default(), &options, &mut |_| {}) {
         Ok(report) => report,
@@ -54,6 +55,7 @@ fn the_printed_fleet_config_given_back_runs_the_same_benchmark() {
         seed: 3,
         hours: 2.0,
         traffic: llmopt_sim::TrafficShape::realistic(),
+        noisy_tenants: detect_bench::noisy_tenants(detect_bench::NoisyTenants::Bursty),
     };
     let fleet = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config/fleet.toml");
     let from_file = AppConfig::load(Some(&fleet)).expect("deploy/config/fleet.toml");

@@ -28,6 +28,11 @@ pub enum BenchCommand {
         /// Flat traffic instead of office-hours daily cycles and weekends.
         #[arg(long)]
         flat_traffic: bool,
+        /// Noisy tenants on top of the traffic: `bursty` (umbrella bursts twice a day), `all`
+        /// (also globex's nightly batch job, learnable only over days: use with --hours 168),
+        /// `none`.
+        #[arg(long, value_enum, default_value = "bursty")]
+        noisy_tenants: llmopt::detect_bench::NoisyTenants,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -127,6 +132,7 @@ pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()
             seed,
             hours,
             flat_traffic,
+            noisy_tenants,
             json,
         } => {
             anyhow::ensure!(scenarios > 0, "--scenarios must be at least 1");
@@ -143,6 +149,7 @@ pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()
                 } else {
                     llmopt_sim::TrafficShape::realistic()
                 },
+                noisy_tenants: llmopt::detect_bench::noisy_tenants(noisy_tenants),
             };
             let report = llmopt::detect_bench::run(config, &options, &mut |i| {
                 if !json {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalogue::{Catalogue, LogNormal};
 use crate::error::{check_range, SimError};
 use crate::scenario::{GroundTruth, GroundTruthKind};
+use crate::tenants::NoisyTenant;
 use crate::traffic::TrafficShape;
 
 /// Token counts of a route's calls: what the route's prompts and answers look like, which is a
@@ -162,6 +163,9 @@ pub struct FleetSpec {
     /// How call volume and latency vary over the day and week; flat by default.
     #[serde(default)]
     pub traffic: TrafficShape,
+    /// Tenants whose batch jobs and bursts come on top of their apps' traffic; none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub noisy_tenants: Vec<NoisyTenant>,
 }
 
 fn target(provider: &str, model: &str, weight: f64) -> RouteTarget {
@@ -311,6 +315,7 @@ impl Default for FleetSpec {
             cost_reported_share: default_cost_reported_share(),
             quality_share: default_quality_share(),
             traffic: TrafficShape::default(),
+            noisy_tenants: Vec::new(),
         }
     }
 }
@@ -358,6 +363,16 @@ impl FleetSpec {
         check_range("cost_reported_share", self.cost_reported_share, 0.0, 1.0)?;
         check_range("quality_share", self.quality_share, 0.0, 1.0)?;
         self.traffic.validate()?;
+        for (i, noisy) in self.noisy_tenants.iter().enumerate() {
+            let field = format!("noisy_tenants[{i}]");
+            noisy.validate(&field)?;
+            if !self.apps.iter().any(|a| a.tenants.contains(&noisy.tenant)) {
+                return Err(SimError::invalid(
+                    format!("{field}.tenant"),
+                    format!("no app lists tenant {}", noisy.tenant),
+                ));
+            }
+        }
         if self.apps.is_empty() {
             return Err(SimError::invalid("apps", "the fleet has no apps"));
         }

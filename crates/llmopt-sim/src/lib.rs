@@ -13,6 +13,7 @@
 //! Modules:
 //! - [`catalogue`]: models with prices, latency, errors and quality;
 //! - [`fleet`]: apps, routes, traffic and initial routing ([`FleetSpec::default`]);
+//! - [`tenants`]: noisy tenants' batch jobs and bursts on top of the traffic;
 //! - [`scenario`]: incidents and their ground truth, TOML format ([`Scenario::default`]);
 //! - [`pricing`]: per-1K price table for ingest;
 //! - [`simulator`]: the event generator.
@@ -50,6 +51,7 @@ pub mod pricing;
 mod sample;
 pub mod scenario;
 pub mod simulator;
+pub mod tenants;
 pub mod traffic;
 
 pub use catalogue::{Catalogue, ErrorMix, LogNormal, ModelProfile};
@@ -58,4 +60,5 @@ pub use fleet::{AppSpec, FleetSpec, RouteSpec, TokenProfile};
 pub use pricing::{ModelPrice, PriceTable};
 pub use scenario::{GroundTruth, GroundTruthKind, Incident, IncidentKind, Scenario};
 pub use simulator::{RouteLedger, RouteSnapshot, SimEvent, Simulator, TRUNCATION_PENALTY};
+pub use tenants::NoisyTenant;
 pub use traffic::TrafficShape;

@@ -179,6 +179,7 @@ struct Ctx<'a> {
     prices: &'a [ModelPrice],
     effects: &'a [Effect],
     start_ms: i64,
+    seed: u64,
 }
 
 struct RouteState {
@@ -187,6 +188,10 @@ struct RouteState {
     arrivals: ChaCha8Rng,
     content: ChaCha8Rng,
     rate_per_ms: f64,
+    /// Indices into `FleetSpec::noisy_tenants` of the tenants of this route's app.
+    noisy: Vec<usize>,
+    /// Their extra rates summed: what the arrivals' peak rate adds for them.
+    noisy_peak: f64,
     next_arrival_ms: f64,
     /// Events produced by this route (their tie-break order).
     seq: u64,
@@ -431,21 +436,46 @@ impl RouteState {
                 break;
             }
             // A shaped fleet thins (Lewis-Shedler): candidate arrivals come at the peak rate
-            // and each is kept with probability load(t) / peak, a Poisson process with the
+            // and each is kept with probability rate(t) / peak, a Poisson process with the
             // shaped rate. A flat fleet keeps every arrival and draws exactly as it always did
-            // (calls draw from another stream than arrivals).
+            // (calls draw from another stream than arrivals). A noisy tenant's running job adds
+            // its extra rate; which part of the rate a kept arrival belongs to is read off the
+            // same uniform draw, so fleets without noisy tenants draw as they did.
             let traffic = &ctx.fleet.traffic;
-            let (rate, keep) = if traffic.is_flat() {
-                (self.rate_per_ms, None)
+            let shaped = !traffic.is_flat() || self.noisy_peak > 0.0;
+            let peak = traffic.peak_load() + self.noisy_peak;
+            let rate = if shaped {
+                self.rate_per_ms * peak
             } else {
-                (
-                    self.rate_per_ms * traffic.peak_load(),
-                    Some(traffic.load(t) / traffic.peak_load()),
-                )
+                self.rate_per_ms
             };
             let gap = sample::exponential(&mut self.arrivals, rate);
-            if keep.is_none_or(|share| self.arrivals.gen::<f64>() < share) {
-                let call = self.make_call(ctx, &active, t);
+            let kept = if shaped {
+                let load = traffic.load(t);
+                let draw = self.arrivals.gen::<f64>();
+                if draw < load / peak {
+                    Some(None)
+                } else {
+                    let mut rest = draw * peak - load;
+                    let mut job = None;
+                    for &j in &self.noisy {
+                        let tenant = &ctx.fleet.noisy_tenants[j];
+                        if !tenant.busy_at(ctx.seed, t) {
+                            continue;
+                        }
+                        if rest < tenant.extra_rate {
+                            job = Some(Some(j));
+                            break;
+                        }
+                        rest -= tenant.extra_rate;
+                    }
+                    job
+                }
+            } else {
+                Some(None)
+            };
+            if let Some(job) = kept {
+                let call = self.make_call(ctx, &active, t, job);
                 self.seq += 1;
                 out.push(Pending {
                     time: t,
@@ -461,7 +491,9 @@ impl RouteState {
         }
     }
 
-    fn make_call(&mut self, ctx: &Ctx<'_>, active: &Active, t: i64) -> LlmCall {
+    /// One call at `t`; `job` is the noisy tenant (index into `FleetSpec::noisy_tenants`) whose
+    /// job makes it, if any.
+    fn make_call(&mut self, ctx: &Ctx<'_>, active: &Active, t: i64, job: Option<usize>) -> LlmCall {
         let fleet = ctx.fleet;
         let app = &fleet.apps[self.app];
         let spec = &app.routes[self.route];
@@ -481,7 +513,10 @@ impl RouteState {
         let profile_index = active.resolved[chosen].0;
         let route_quality = active.quality[chosen];
         let mut truncated = false;
-        let tenant = if app.tenants.is_empty() {
+        let job = job.and_then(|j| fleet.noisy_tenants.get(j));
+        let tenant = if let Some(job) = job {
+            Some(job.tenant.clone())
+        } else if app.tenants.is_empty() {
             None
         } else {
             app.tenants
@@ -536,7 +571,10 @@ impl RouteState {
             });
         } else {
             let tokens = &spec.tokens;
-            let input = tokens.input.sample(rng).round().clamp(1.0, 1e7) as i64;
+            let prompt_factor = job.map_or(1.0, |j| j.input_tokens_factor);
+            let input = (tokens.input.sample(rng) * prompt_factor)
+                .round()
+                .clamp(1.0, 1e7) as i64;
             let mut output = (tokens.output.sample(rng).round() as i64).clamp(1, tokens.max_output);
             if let Some(cap) = active.max_tokens.filter(|cap| output > *cap) {
                 output = cap;
@@ -628,10 +666,21 @@ impl Simulator {
                 content.set_stream(2 * stream + 1);
                 let rate_per_ms = spec.calls_per_s / 1000.0;
                 // A shaped fleet draws candidate arrivals at its peak rate (see `generate`).
-                let draw_rate = if fleet.traffic.is_flat() {
+                let noisy: Vec<usize> = fleet
+                    .noisy_tenants
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| app.tenants.contains(&t.tenant))
+                    .map(|(j, _)| j)
+                    .collect();
+                let noisy_peak: f64 = noisy
+                    .iter()
+                    .map(|&j| fleet.noisy_tenants[j].extra_rate)
+                    .sum();
+                let draw_rate = if fleet.traffic.is_flat() && noisy_peak == 0.0 {
                     rate_per_ms
                 } else {
-                    rate_per_ms * fleet.traffic.peak_load()
+                    rate_per_ms * (fleet.traffic.peak_load() + noisy_peak)
                 };
                 let first_gap = if rate_per_ms > 0.0 {
                     sample::exponential(&mut arrivals, draw_rate)
@@ -687,6 +736,8 @@ impl Simulator {
                     arrivals,
                     content,
                     rate_per_ms,
+                    noisy,
+                    noisy_peak,
                     next_arrival_ms: start_ms as f64 + first_gap,
                     seq: 0,
                     calls: 0,
@@ -733,6 +784,7 @@ impl Simulator {
             prices: &self.prices,
             effects: &self.effects,
             start_ms: self.start_ms,
+            seed: self.seed,
         };
         let mut pending = Vec::new();
         for (index, route) in self.routes.iter_mut().enumerate() {

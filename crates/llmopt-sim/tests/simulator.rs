@@ -760,6 +760,73 @@ fn a_flat_shape_draws_exactly_the_events_of_a_fleet_without_one() -> Result<(), 
     Ok(())
 }
 
+#[test]
+fn a_noisy_tenants_nightly_job_adds_its_calls_with_long_prompts_at_its_hour() -> Result<(), SimError>
+{
+    // 2026-01-05T00:00:00Z, a Monday.
+    let monday = 1_767_571_200_000;
+    let fleet = FleetSpec {
+        noisy_tenants: vec![
+            llmopt_sim::NoisyTenant::nightly_batch_job("globex"),
+            llmopt_sim::NoisyTenant::bursty("umbrella"),
+        ],
+        ..FleetSpec::default()
+    };
+    let mut sim = Simulator::new(fleet, quiet(3), 3, monday)?;
+    let mut hourly = Vec::new();
+    for hour in 1..=3 {
+        let events = sim.advance(monday + hour * 3_600_000, &mut |_, _| None);
+        hourly.push(
+            calls(&events)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<LlmCall>>(),
+        );
+    }
+    let summary = |calls: &[LlmCall]| {
+        let on_route: Vec<&LlmCall> = calls
+            .iter()
+            .filter(|c| c.route == "order-summary" && c.status == CallStatus::Ok)
+            .collect();
+        let globex = on_route
+            .iter()
+            .filter(|c| c.tenant.as_deref() == Some("globex"))
+            .count();
+        let input = on_route
+            .iter()
+            .map(|c| c.gen_ai_usage_input_tokens as f64)
+            .sum::<f64>()
+            / on_route.len() as f64;
+        (on_route.len() as f64, globex as f64, input)
+    };
+    let (before, globex_before, input_before) = summary(&hourly[0]);
+    let (during, globex_during, input_during) = summary(&hourly[1]);
+    let (after, _, _) = summary(&hourly[2]);
+    // The job (01:00-02:00) triples the route's calls (extra rate 2), nearly all of the extra
+    // from globex, with prompts three times as long: the mean input is about (1 + 2 * 3) / 3.
+    assert!(
+        (2.5..3.5).contains(&(during / before)),
+        "{during} vs {before}"
+    );
+    assert!(
+        (2.5..3.5).contains(&(during / after)),
+        "{during} vs {after}"
+    );
+    assert!(globex_during > 2.0 * before && globex_before < 0.5 * before);
+    let ratio = input_during / input_before;
+    assert!((2.0..2.7).contains(&ratio), "input tokens x{ratio}");
+    // A tenant no app lists is a configuration mistake.
+    let typo = FleetSpec {
+        noisy_tenants: vec![llmopt_sim::NoisyTenant::nightly_batch_job("globx")],
+        ..FleetSpec::default()
+    };
+    assert!(matches!(
+        Simulator::new(typo, quiet(1), 1, monday),
+        Err(SimError::InvalidValue { .. })
+    ));
+    Ok(())
+}
+
 /// A quiet scenario of `hours`.
 fn quiet(hours: u64) -> Scenario {
     Scenario {

@@ -386,7 +386,7 @@ impl ChangeDetector {
 
 /// The value on its scale, or `None` when it has no place there (a non-positive latency on a log
 /// scale, a proportion outside [0, 1]).
-fn to_scale(scale: Scale, value: f64) -> Option<f64> {
+pub(crate) fn to_scale(scale: Scale, value: f64) -> Option<f64> {
     if !value.is_finite() {
         return None;
     }

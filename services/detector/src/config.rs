@@ -15,6 +15,7 @@ use thiserror::Error;
 use crate::budget::Budget;
 use crate::change::ChangeConfig;
 use crate::metrics::{Metric, SeriesKey};
+use crate::seasonal::SeasonalConfig;
 
 /// Everything the detector core is configured with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +26,8 @@ pub struct DetectorConfig {
     /// Parameters of the change detector (level shifts and drifts), which runs beside the
     /// baseline detector on the same metrics.
     pub change: ChangeConfig,
+    /// Hour-of-day profile the spike and change detectors judge values against.
+    pub seasonal: SeasonalConfig,
     /// Metrics the baseline detector watches (SLO rules may use any metric regardless).
     pub metrics: Vec<Metric>,
     /// Windows with fewer calls than this are not evaluated at all (neither baselines nor rules):
@@ -50,6 +53,7 @@ impl Default for DetectorConfig {
         Self {
             baseline: RobustEwmaConfig::default(),
             change: ChangeConfig::default(),
+            seasonal: SeasonalConfig::default(),
             metrics: Metric::ALL.to_vec(),
             min_count: 10,
             rules: vec![
@@ -349,6 +353,13 @@ impl DetectorConfig {
     /// Checks ranges and names; [`crate::Detector`] constructors call it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_budgets()?;
+        let s = &self.seasonal;
+        check(
+            "seasonal.min_days",
+            f64::from(s.min_days),
+            s.min_days >= 1 && s.min_days <= s.days,
+            "1 <= min_days <= days",
+        )?;
         let b = &self.baseline;
         check_name("baseline.name", &b.name)?;
         check(

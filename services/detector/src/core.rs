@@ -29,10 +29,11 @@ use thiserror::Error;
 use crate::alerts::{ActiveAlert, AlertBook, Condition};
 use crate::baseline::{BaselineDetector, Observation, RobustEwma, Score};
 use crate::budget::BudgetBook;
-use crate::change::{ChangeDetector, ChangeKind, ChangeState};
+use crate::change::{scale_of, to_scale, ChangeDetector, ChangeKind, ChangeState, Scale};
 use crate::config::{ConfigError, DetectorConfig, SloRule};
 use crate::metrics::{Metric, SeriesKey};
 use crate::rules::{self, RuleVerdict, Streak};
+use crate::seasonal::{self, SeasonalState};
 use crate::SERVICE_NAME;
 
 /// Version of the snapshot layout written by [`Detector::snapshot`].
@@ -107,6 +108,9 @@ struct SeriesState<S> {
     /// Consecutive alert-worthy shift or drift windows per metric and kind.
     #[serde(default, with = "crate::seq_map")]
     change_streaks: BTreeMap<(Metric, ChangeKind), Streak>,
+    /// Hour-of-day profile per seasonal metric.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    seasonal: BTreeMap<Metric, SeasonalState>,
 }
 
 /// Alert names of one watched metric, built once rather than per window.
@@ -296,6 +300,7 @@ impl<B: BaselineDetector> Detector<B> {
                 rule_streaks: BTreeMap::new(),
                 changes: BTreeMap::new(),
                 change_streaks: BTreeMap::new(),
+                seasonal: BTreeMap::new(),
             });
         if window.window_end <= series.last_window_end {
             self.state.stats.stale_ignored += 1;
@@ -315,8 +320,21 @@ impl<B: BaselineDetector> Detector<B> {
             let Some(value) = metric.extract(window) else {
                 continue;
             };
+            // Judged less its hour's usual offset, reported with it (see `seasonal`).
+            let scale = scale_of(metric);
+            let seasonal = self.config.seasonal.enabled && scale != Scale::Binomial;
+            let offset = if seasonal {
+                series
+                    .seasonal
+                    .get(&metric)
+                    .map_or(0.0, |s| s.offset(window.window_start))
+            } else {
+                0.0
+            };
+            let judged = seasonal::shift(scale, value, -offset);
+            let first_finding = findings.len();
             let state = series.baselines.entry(metric).or_default();
-            if let Observation::Scored(score) = self.baseline.observe(metric, state, value) {
+            if let Observation::Scored(score) = self.baseline.observe(metric, state, judged) {
                 findings.push(Finding {
                     alertname: &names.spike,
                     detector: self.baseline.name(),
@@ -329,7 +347,7 @@ impl<B: BaselineDetector> Detector<B> {
             if self.change.config().enabled {
                 let state = series.changes.entry(metric).or_default();
                 let calls = metric.calls(window) as f64;
-                for verdict in self.change.observe(metric, state, value, calls) {
+                for verdict in self.change.observe(metric, state, judged, calls) {
                     let (alertname, detector) = match verdict.kind {
                         ChangeKind::Shift => (&names.shift, &self.change_names[0]),
                         ChangeKind::Drift => (&names.drift, &self.change_names[1]),
@@ -348,6 +366,24 @@ impl<B: BaselineDetector> Detector<B> {
                         streak: Streak::default(),
                         kind: Some(verdict.kind),
                     });
+                }
+            }
+            if seasonal {
+                for finding in &mut findings[first_finding..] {
+                    let score = &mut finding.score;
+                    score.value = value;
+                    score.baseline = seasonal::shift(scale, score.baseline, offset);
+                    // A ratio's scale stretches with its baseline; a difference's does not.
+                    if finding.kind.is_none() && scale == Scale::Log {
+                        score.scale *= offset.exp();
+                    }
+                }
+                if let Some(x) = to_scale(scale, value) {
+                    series.seasonal.entry(metric).or_default().learn(
+                        &self.config.seasonal,
+                        window.window_start,
+                        x,
+                    );
                 }
             }
         }

@@ -7,7 +7,7 @@
 //! timestamps, so replaying the `windows` topic reproduces the same outputs with the same ids.
 //!
 //! Modules: [`config`] (what operators tune), [`metrics`] (what is measured), [`baseline`] (the
-//! pluggable baseline detectors), [`change`] (level shifts and drifts), [`rules`] (SLO rules with `for`), [`budget`] (spend per period), [`alerts`] (alert
+//! pluggable baseline detectors), [`change`] (level shifts and drifts), [`seasonal`] (hour-of-day profiles), [`rules`] (SLO rules with `for`), [`budget`] (spend per period), [`alerts`] (alert
 //! lifecycle, dedup and cooldown) and the core that ties them together.
 
 #![warn(missing_docs)]
@@ -22,6 +22,7 @@ mod extreme;
 pub mod metrics;
 pub mod nab;
 pub mod rules;
+pub mod seasonal;
 mod seq_map;
 
 pub use crate::alerts::AlertBook;
@@ -35,6 +36,7 @@ pub use crate::config::{
 pub use crate::core::{change_alertname, Detector, DetectorStats, SnapshotError, SNAPSHOT_VERSION};
 pub use crate::extreme::{RangeExceedance, RangeState};
 pub use crate::metrics::{Metric, SeriesKey};
+pub use crate::seasonal::{SeasonalConfig, SeasonalState};
 
 /// Name used for this service's Kafka client id, consumer group and CloudEvents `source`, so
 /// that operators can tell which service wrote or read a record.

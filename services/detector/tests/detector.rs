@@ -920,3 +920,53 @@ fn budgets_from_the_config_file_alert_through_the_core_and_survive_a_restore() {
     );
     assert!(Detector::new(bad.expect("parses")).is_err());
 }
+
+/// Firing cost-per-call alerts of a week of one series whose cost per call rises by half every
+/// night from 01:00 to 02:00 (a tenant's batch job with long prompts), per day; on the last day
+/// a real cost step of x1.6 comes on top of the job at 01:00.
+fn nightly_job_cost_alerts(seasonal: bool) -> Vec<usize> {
+    let mut config = anomaly_only_config();
+    config.seasonal.enabled = seasonal;
+    let mut d = detector(config);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let days = 8;
+    let mut per_day = vec![0; days];
+    for i in 0..(days as i64) * 24 * 60 {
+        let day = (i / (24 * 60)) as usize;
+        let minute_of_day = i % (24 * 60);
+        let job = (60..120).contains(&minute_of_day);
+        let step = day == days - 1 && job;
+        let noise = 0.03 * gaussian(&mut rng);
+        let cost = 0.002 * noise.exp() * if job { 1.5 } else { 1.0 } * if step { 1.6 } else { 1.0 };
+        let v = Vals {
+            count: 200,
+            cost_per_call: cost,
+            ..normal_vals(i)
+        };
+        for alert in alerts(&d.on_window(&window(OPENAI, i, v))) {
+            if alert.status == AlertStatus::Firing && alert.alertname.starts_with("CostPerCall") {
+                per_day[day] += 1;
+            }
+        }
+    }
+    per_day
+}
+
+#[test]
+fn a_nightly_pattern_stops_alerting_once_the_seasonal_profile_learned_it() {
+    let without = nightly_job_cost_alerts(false);
+    let with = nightly_job_cost_alerts(true);
+    println!("cost alerts per day, without a profile {without:?}, with {with:?}");
+    // Unseasoned, every night's job pages (day 0 is the warm-up's day).
+    assert!(
+        without[1..7].iter().all(|n| *n >= 1),
+        "without a profile: {without:?}"
+    );
+    // The profile holds the job's hour from the fifth night on (a trailing day, then three
+    // nights of history), and a real step on top of the job still pages.
+    assert!(
+        with[4..7].iter().all(|n| *n == 0),
+        "with a profile: {with:?}"
+    );
+    assert!(with[7] >= 1, "the step on the last night: {with:?}");
+}
