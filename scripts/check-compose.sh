@@ -84,6 +84,8 @@ if "$COMPOSE_BIN" -f docker-compose.yml config --quiet; then pass "docker-compos
 else fail "docker-compose.yml is not valid"; fi
 if "$COMPOSE_BIN" -f docker-compose.yml --profile quantizer config --quiet; then pass "docker-compose.yml with --profile quantizer is valid"
 else fail "docker-compose.yml with --profile quantizer is not valid"; fi
+if "$COMPOSE_BIN" -f docker-compose.yml --profile alerts config --quiet; then pass "docker-compose.yml with --profile alerts is valid"
+else fail "docker-compose.yml with --profile alerts is not valid"; fi
 if "$COMPOSE_BIN" "${COMPOSE_FILES[@]}" config --quiet; then pass "docker-compose.yml + local.override.yml is valid"
 else fail "docker-compose.yml + local.override.yml is not valid"; fi
 # The override must keep grafana out for docker compose too.

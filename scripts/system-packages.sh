@@ -1,11 +1,13 @@
 # Debian packages the deployment checks need, pinned to the versions they were checked with.
 # Sourced by scripts/test.sh; installs only what is missing (apt-get needs root, as on CI).
 #   promtool (prometheus): rule tests, dashboard queries, `promtool check metrics` on a scrape
+#   alertmanager (prometheus-alertmanager): the notifier's tests post to its real v2 API
 #   podman, buildah, runc, podman-compose: build the image FROM scratch and run the compose
 #   stack and the rendered chart without a container daemon
 
 LLMOPT_DEBIAN_PACKAGES=(
   "prometheus=2.42.0+ds-5+deb12u1"
+  "prometheus-alertmanager=0.25.0-1+b4"
   "podman=4.3.1+ds1-8+deb12u1+b3"
   "buildah=1.28.2+ds1-3+deb12u1+b3"
   "runc=1.1.5+ds1-1+deb12u1"

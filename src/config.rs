@@ -38,6 +38,8 @@ pub struct AppConfig {
     pub decision: DecisionConfig,
     /// The quantizer service and `llmopt quantize`.
     pub quantizer: QuantizerConfig,
+    /// The notifier service: where alerts are forwarded (Alertmanager, a webhook).
+    pub notifier: llmopt_notifier::NotifierConfig,
     /// OpenTelemetry export (traces and metrics over OTLP).
     pub telemetry: crate::telemetry::TelemetryConfig,
 }

@@ -32,6 +32,9 @@ pub enum Service {
     /// Runs quantization jobs and publishes artifacts (not part of the in-process demo loop:
     /// it needs a real model on disk).
     Quantizer,
+    /// Forwards alerts to Alertmanager and webhooks (not part of the in-process demo loop: it
+    /// talks to receivers outside the process).
+    Notifier,
 }
 
 impl Service {
@@ -53,6 +56,7 @@ impl Service {
             Service::Decision => "decision",
             Service::Actuator => "actuator",
             Service::Quantizer => "quantizer",
+            Service::Notifier => "notifier",
         }
     }
 }
@@ -116,8 +120,11 @@ pub async fn start_observed(
     // state by replaying its inputs up to its committed offsets (in-process runs rebuild
     // nothing either way: they start from empty topics). Ingest keeps no state of its own, and
     // the quantizer's (jobs handled) lives in the state store: replaying its inputs would
-    // re-run every job.
-    let stateful = !matches!(service, Service::Ingest | Service::Quantizer);
+    // re-run every job. The notifier's (alerts firing) lives in the state store too.
+    let stateful = !matches!(
+        service,
+        Service::Ingest | Service::Quantizer | Service::Notifier
+    );
     let checkpointed = runner_config.checkpoints && stateful;
     let runner_config = RunnerConfig {
         rebuild_state: !checkpointed && stateful,
@@ -169,6 +176,21 @@ pub async fn start_observed(
             );
             let effects = llmopt_quantizer::HandledJobs::new(store);
             parts.start(service, core, effects).await
+        }
+        Service::Notifier => {
+            anyhow::ensure!(
+                config.notifier.has_sinks(),
+                "the notifier has nowhere to send alerts: set notifier.alertmanager_url or \
+                 notifier.webhook_url (LLMOPT_NOTIFIER__ALERTMANAGER_URL)"
+            );
+            let effects = llmopt_notifier::NotifyEffects::new(
+                config.notifier.clone(),
+                store,
+                parts.metrics.registry(),
+            );
+            parts
+                .start(service, llmopt_notifier::Notifier, effects)
+                .await
         }
     }
 }

@@ -27,6 +27,10 @@ pub enum RuntimeError {
     /// A checkpoint could not be restored into the core.
     #[error("cannot restore checkpoint `{key}`: {reason}")]
     Restore { key: String, reason: String },
+    /// A receiver outside the pipeline (Alertmanager, a webhook) could not take an output of
+    /// the shell's effects for a reason that may pass (down, timing out, answering 5xx).
+    #[error("sink {sink} unavailable: {reason}")]
+    Sink { sink: String, reason: String },
 }
 
 impl RuntimeError {
@@ -36,6 +40,7 @@ impl RuntimeError {
         match self {
             RuntimeError::Transport(e) => e.is_transient(),
             RuntimeError::State(e) => e.is_transient(),
+            RuntimeError::Sink { .. } => true,
             RuntimeError::Encode { .. }
             | RuntimeError::Admin(_)
             | RuntimeError::Fenced { .. }

@@ -1269,7 +1269,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             };
             // Effects first, then the ack: a crash in between redelivers an input whose
             // effects are recorded, never one whose outputs are unpublished.
-            let mut outage = Outage::new(&self.runner.health, "state store");
+            let mut outage = Outage::new(&self.runner.health, "effects (state store or sink)");
             loop {
                 let attempt = self
                     .runner
