@@ -130,7 +130,8 @@ def check(manifests, chart, values_file=None):
         external = {x for x in (dig("kafka", "sasl", "existingSecret"), dig("redis", "auth", "existingSecret"),
                                 dig("quantizer", "persistence", "existingClaim"),
                                 dig("quantizer", "models", "existingClaim"),
-                                dig("ingest", "otlp", "existingSecret")) if x}
+                                dig("ingest", "otlp", "existingSecret"),
+                                dig("console", "auth", "existingSecret")) if x}
     out_dir = os.path.dirname(manifests)
     by_kind = {}
     for d in docs:
@@ -199,8 +200,9 @@ def check(manifests, chart, values_file=None):
                 if get.get("path") != path or get.get("port") != "admin":
                     fail(f"Deployment/{name}: {probe} is not GET {path} on port admin")
             args = c.get("args", [])
-            if args[:2] != ["run", c["name"]] or "--config" not in args:
-                fail(f"Deployment/{name}: args {args} are not `run {c['name']} --config ...`")
+            expected = ["console"] if c["name"] == "console" else ["run", c["name"]]
+            if args[:len(expected)] != expected or "--config" not in args:
+                fail(f"Deployment/{name}: args {args} are not `{' '.join(expected)} --config ...`")
             sc = c.get("securityContext", {})
             if not (sc.get("readOnlyRootFilesystem") and sc.get("allowPrivilegeEscalation") is False
                     and "ALL" in sc.get("capabilities", {}).get("drop", [])):

@@ -159,9 +159,10 @@ for d in docs:
                     m["mountPath"] = m["mountPath"][: -len(m["subPath"]) - 1]
                     del m["subPath"]
             for p in c.get("ports", []):
-                if p.get("name") == "admin":
+                if p.get("name") in ("admin", "http"):
                     p["hostIP"], p["hostPort"] = "127.0.0.1", free_port()
-                    print(f'{d["metadata"]["name"][len(release) + 1:]}={p["hostPort"]}')
+                    suffix = "" if p["name"] == "admin" else "-http"
+                    print(f'{d["metadata"]["name"][len(release) + 1:]}{suffix}={p["hostPort"]}')
     out.append(d)
 yaml.safe_dump_all(out, open(sys.argv[2], "w"), sort_keys=False)
 PY
@@ -265,3 +266,25 @@ done
 if ((agg_in > 0 && agg_in == ingest_out && windows > 0)); then
   pass "aggregator: $agg_in from llmopt.telemetry (all of ingest's), $windows windows to llmopt.windows"
 else fail "aggregator: $agg_in in of ingest's $ingest_out, $windows windows out"; fi
+
+# The console (`llmopt console` against the same Kafka): ready once it has read the topics, and
+# its API shows every route with the windows the aggregator wrote.
+if [[ -n ${HOSTPORT[console]:-} && -n ${HOSTPORT[console-http]:-} ]]; then
+  deadline=$((SECONDS + 60)) routes=""
+  while ((SECONDS < deadline)); do
+    routes=$(http_get "http://127.0.0.1:${HOSTPORT[console-http]}/api/v1/routes" 2>/dev/null | python3 -c '
+import json, sys
+routes = json.load(sys.stdin)
+print(len(routes), sum(1 for r in routes if (r.get("now") or {}).get("calls", 0) > 0))' 2>/dev/null) || routes=""
+    if [[ ${routes%% *} == 5 && ${routes##* } == 5 ]] && http_get "http://127.0.0.1:${HOSTPORT[console]}/ready" >/dev/null 2>&1; then break; fi
+    sleep 2
+  done
+  if [[ ${routes%% *} == 5 && ${routes##* } == 5 ]]; then
+    pass "console: ready, /api/v1/routes lists the 5 routes with live windows (read from Kafka)"
+  else fail "console: /api/v1/routes gave '${routes}' (routes, routes with windows), expected '5 5'"; fi
+  if http_get "http://127.0.0.1:${HOSTPORT[console-http]}/" | grep -q "console.js"; then
+    pass "console: the web UI is served"
+  else fail "console: no web UI on its http port"; fi
+else
+  fail "console: no Deployment with admin and http ports rendered"
+fi

@@ -40,6 +40,8 @@ pub struct AppConfig {
     pub quantizer: QuantizerConfig,
     /// The notifier service: where alerts are forwarded (Alertmanager, a webhook).
     pub notifier: llmopt_notifier::NotifierConfig,
+    /// The operator console (`llmopt console`, `llmopt demo --console`).
+    pub console: crate::console::ConsoleConfig,
     /// OpenTelemetry export (traces and metrics over OTLP).
     pub telemetry: crate::telemetry::TelemetryConfig,
 }
@@ -204,6 +206,9 @@ impl AppConfig {
         }
         if shown.state.redis_password.is_some() {
             shown.state.redis_password = Some("***".into());
+        }
+        for token in shown.console.tokens.values_mut() {
+            *token = "***".into();
         }
         if let Some(at) = shown.state.redis_url.rfind('@') {
             if let Some(scheme) = shown.state.redis_url.find("://") {

@@ -3,6 +3,7 @@
 //! end-to-end tests drive the same code.
 
 pub mod config;
+pub mod console;
 pub mod cost_report;
 pub mod demo;
 pub mod detect_bench;

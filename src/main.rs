@@ -32,6 +32,8 @@ enum Command {
     Probe(commands::probe::ProbeArgs),
     /// Run one service as its own process (Kafka and Redis per the configuration) until SIGTERM.
     Run(commands::run::RunArgs),
+    /// Serve the operator console (web UI and JSON API over the topics) until SIGTERM.
+    Console(commands::console::ConsoleArgs),
     /// Rebuild the live routing config from the config-change topic.
     #[command(subcommand)]
     Actuator(commands::actuator::ActuatorCommand),
@@ -75,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Demo(args) => commands::demo::run(&config, args).await,
             Command::Run(args) => commands::run::run(&config, args, &telemetry).await,
+            Command::Console(args) => commands::console::run(&config, args).await,
             Command::Loadgen(args) => commands::loadgen::run(&config, args).await,
             Command::Probe(args) => commands::probe::run(args).await,
             Command::Actuator(cmd) => commands::actuator::run(&config, cmd).await,

@@ -52,6 +52,26 @@ pub enum BenchCommand {
         #[arg(long, default_value = "llmopt")]
         detector: String,
     },
+    /// Time the operator console's overview on a large fleet: a view of ROUTES routes with
+    /// HOURS of one-minute windows, loaded the way the UI loads it (summary, routes, every
+    /// route's last 3 hours, 6 requests at a time).
+    Console {
+        /// Routes in the view (two models each).
+        #[arg(long, default_value_t = 50)]
+        routes: usize,
+        /// Hours of windows per series.
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        /// Overview loads timed.
+        #[arg(long, default_value_t = 20)]
+        loads: usize,
+        /// Keep serving the benchmark's console on this address afterwards (for a browser).
+        #[arg(long)]
+        serve: Option<std::net::SocketAddr>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the default fleet through the whole loop in this process with every route optimised
     /// by the constrained Thompson sampling router, no incidents, and print cost per call and
     /// quality per route against two baselines on the same calls: always the route's most
@@ -162,6 +182,43 @@ pub async fn run(config: &AppConfig, command: BenchCommand) -> anyhow::Result<()
                 eprintln!();
                 print!("{}", llmopt::detect_bench::render(&report));
             }
+            Ok(())
+        }
+        BenchCommand::Console {
+            routes,
+            hours,
+            loads,
+            serve,
+            json,
+        } => {
+            anyhow::ensure!(routes > 0, "--routes must be at least 1");
+            anyhow::ensure!(
+                hours.is_finite() && hours > 0.0 && hours <= 24.0,
+                "--hours must be in (0, 24] (the console keeps 24 h)"
+            );
+            let (report, addr, server) =
+                llmopt::console::bench::run(routes, hours, loads, serve).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "console overview, {} routes x {} h ({} windows, built in {:.1} s): \
+                     median {:.1} ms, worst {:.1} ms over {} loads, {} KB per load",
+                    report.routes,
+                    report.hours,
+                    report.windows,
+                    report.build_s,
+                    report.median_ms,
+                    report.max_ms,
+                    report.loads,
+                    report.bytes / 1024
+                );
+            }
+            if serve.is_some() {
+                eprintln!("serving the benchmark's console on http://{addr}/ until Ctrl-C");
+                llmopt_runtime::shutdown::on_signals().wait().await;
+            }
+            server.abort();
             Ok(())
         }
         BenchCommand::Nab {

@@ -30,6 +30,14 @@ pub struct DemoArgs {
     /// quality against the baselines at the end.
     #[arg(long)]
     router: bool,
+    /// Serve the operator console (web UI and JSON API) on this address while the demo runs,
+    /// and keep serving after it ends until Ctrl-C. Use with --speed to watch it live.
+    #[arg(long)]
+    console: Option<std::net::SocketAddr>,
+    /// Leave decisions PROPOSED for an operator (approve them in the console, with a token
+    /// from console.tokens) instead of applying them at once.
+    #[arg(long)]
+    propose: bool,
 }
 
 pub async fn run(config: &AppConfig, args: DemoArgs) -> anyhow::Result<()> {
@@ -46,13 +54,37 @@ pub async fn run(config: &AppConfig, args: DemoArgs) -> anyhow::Result<()> {
     if args.router {
         config = demo::policy::with_router(config, &llmopt_sim::FleetSpec::default(), 0.95, false);
     }
-    config.decision.mode = llmopt_decision::config::Mode::Auto;
+    config.decision.mode = if args.propose {
+        llmopt_decision::config::Mode::Propose
+    } else {
+        llmopt_decision::config::Mode::Auto
+    };
     println!(
         "llmopt demo: scenario `{}` ({} simulated s), seed {}, all services in one process on the embedded transport",
         options.scenario.name, options.scenario.duration_s, options.seed
     );
     let mut print = |line: String| println!("{line}");
-    let result = demo::run_embedded(config, &options, &mut print).await?;
+    let console = match args.console {
+        None => None,
+        Some(addr) => Some(start_console(&config, addr).await?),
+    };
+    let result = match &console {
+        None => demo::run_embedded(config, &options, &mut print).await?,
+        Some((state, transport)) => {
+            let (config, sim) = demo::prepare(config, &options)?;
+            let state = state.clone();
+            let observer = Box::new(move |e: &llmopt_events::AnyEvent| state.apply(e));
+            demo::run_embedded_on(
+                config,
+                sim,
+                &options,
+                &mut print,
+                transport.clone(),
+                Some(observer),
+            )
+            .await?
+        }
+    };
     print!(
         "{}",
         result.render("ingest → aggregator → detector → decision → actuator")
@@ -74,5 +106,36 @@ pub async fn run(config: &AppConfig, args: DemoArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some((_, _)) = console {
+        println!("llmopt demo: the run is over; the console keeps serving until Ctrl-C");
+        llmopt_runtime::shutdown::on_signals().wait().await;
+    }
     Ok(())
+}
+
+/// The demo's console: served on `addr`, publishing approvals on the demo's embedded transport.
+async fn start_console(
+    config: &AppConfig,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(
+    std::sync::Arc<llmopt::console::ConsoleState>,
+    std::sync::Arc<dyn llmopt_transport::Transport>,
+)> {
+    let transport: std::sync::Arc<dyn llmopt_transport::Transport> = std::sync::Arc::new(
+        llmopt_transport::embedded::EmbeddedTransport::new(config.transport.partitions),
+    );
+    let names = llmopt_transport::TopicNames::new(&config.transport);
+    let state = llmopt::console::ConsoleState::new(
+        config.console.retention_ms,
+        &config.console.tokens,
+        Some((transport.clone(), names)),
+    );
+    let (bound, _task) = llmopt::console::serve(addr, state.clone()).await?;
+    println!("llmopt demo: console on http://{bound}/ (API http://{bound}/api/v1/routes)");
+    if config.console.tokens.is_empty() {
+        println!(
+            "llmopt demo: the console is read-only; set LLMOPT_CONSOLE__TOKENS__<NAME>=<token> to approve from it"
+        );
+    }
+    Ok((state, transport))
 }

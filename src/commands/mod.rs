@@ -3,6 +3,7 @@
 pub mod actuator;
 pub mod bench;
 pub mod config_cmd;
+pub mod console;
 pub mod decisions;
 pub mod demo;
 pub mod loadgen;

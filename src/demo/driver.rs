@@ -99,7 +99,12 @@ pub struct ClosedLoop {
     pub calls: u64,
     /// What the operator-facing topics showed.
     pub record: Record,
+    /// Hears every event read from the operator topics (the console's view).
+    observer: Option<EventObserver>,
 }
+
+/// Hears every event read from the operator topics (the console's view).
+pub type EventObserver = Box<dyn FnMut(&AnyEvent) + Send>;
 
 impl ClosedLoop {
     /// Creates the topics, subscribes the console and publishes each route's initial config.
@@ -132,11 +137,17 @@ impl ClosedLoop {
             console_idle,
             calls: 0,
             record: Record::default(),
+            observer: None,
         };
         let initial = closed.sim.initial_config_changes(closed.sim.start_ms());
         let events: Vec<SimEvent> = initial.into_iter().map(SimEvent::ConfigChange).collect();
         closed.publish(&events).await?;
         Ok(closed)
+    }
+
+    /// Hands every event read from the operator topics to `observer` as well (the console).
+    pub fn observe(&mut self, observer: EventObserver) {
+        self.observer = Some(observer);
     }
 
     /// The simulator (clock, ground truth).
@@ -271,7 +282,11 @@ impl ClosedLoop {
                 value: m.value.clone(),
             };
             let (ce, _) = llmopt_cloudevents::decode(&record, &Default::default())?;
-            match AnyEvent::from_cloudevent(&ce, &self.registry)? {
+            let event = AnyEvent::from_cloudevent(&ce, &self.registry)?;
+            if let Some(observer) = self.observer.as_mut() {
+                observer(&event);
+            }
+            match event {
                 AnyEvent::WindowAggregate(w) => self.record.add_window(w),
                 AnyEvent::Alert(a) => {
                     self.record.alerts.push(a.clone());

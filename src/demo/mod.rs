@@ -170,6 +170,20 @@ pub async fn run_embedded_prepared(
 ) -> anyhow::Result<DemoResult> {
     let transport: Arc<dyn Transport> =
         Arc::new(EmbeddedTransport::new(config.transport.partitions));
+    run_embedded_on(config, sim, options, print, transport, None).await
+}
+
+/// [`run_embedded_prepared`] on a given (embedded) transport, with every event of the operator
+/// topics also handed to `observer` (the console of `llmopt demo --console`, which publishes
+/// approvals on the same transport).
+pub async fn run_embedded_on(
+    config: AppConfig,
+    sim: Simulator,
+    options: &DemoOptions,
+    print: &mut (dyn FnMut(String) + Send),
+    transport: Arc<dyn Transport>,
+    observer: Option<driver::EventObserver>,
+) -> anyhow::Result<DemoResult> {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let names = TopicNames::new(&config.transport);
     let mut services = Vec::new();
@@ -190,7 +204,7 @@ pub async fn run_embedded_prepared(
         );
     }
     let mut settle = DrainInOrder { services };
-    let closed = ClosedLoop::new(
+    let mut closed = ClosedLoop::new(
         sim,
         transport,
         store.clone(),
@@ -200,6 +214,9 @@ pub async fn run_embedded_prepared(
         Duration::from_millis(1),
     )
     .await?;
+    if let Some(observer) = observer {
+        closed.observe(observer);
+    }
     let result = drive(closed, &mut settle, store.as_ref(), options, None, print).await?;
     for service in settle.services {
         service.stage.stop_stage().await?;

@@ -4,7 +4,7 @@ Names, labels and shared pieces of the llmopt chart.
 
 {{/* The services in pipeline order, and which of them are horizontally scalable. */}}
 {{- define "llmopt.services" -}}
-ingest aggregator detector decision actuator quantizer notifier
+ingest aggregator detector decision actuator quantizer notifier console
 {{- end -}}
 
 {{- define "llmopt.name" -}}
