@@ -23,7 +23,7 @@ COMPOSE_FILES=(-f docker-compose.yml -f deploy/compose/local.override.yml)
 SERVICES=(ingest aggregator detector decision actuator)
 # Grafana (no local image) and the quantizer (profile; needs models) stay down. podman-compose 1.0
 # ignores `profiles`, so the services are named.
-UP=(kafka redis otel-collector prometheus "${SERVICES[@]}" loadgen)
+UP=(kafka redis otel-collector prometheus "${SERVICES[@]}" console loadgen)
 READY_TIMEOUT_S=${LLMOPT_COMPOSE_READY_TIMEOUT_S:-180}
 LOADGEN_TIMEOUT_S=${LLMOPT_COMPOSE_LOADGEN_TIMEOUT_S:-600}
 START=$SECONDS
@@ -108,7 +108,8 @@ else fail "llmopt config show as 65532: $out"; fi
 
 # --- 3. the stack ------------------------------------------------------------------------------
 LLMOPT_PROMETHEUS_PORT=$(free_port)
-export LLMOPT_PROMETHEUS_PORT
+LLMOPT_CONSOLE_PORT=$(free_port)
+export LLMOPT_PROMETHEUS_PORT LLMOPT_CONSOLE_PORT
 # A previous run that was killed before its teardown.
 up=1
 compose down -v >/dev/null 2>&1 || true
@@ -186,6 +187,19 @@ PY
 if assert_loadgen_outcome "$ROOT/target/check-compose-loadgen.log"; then
   pass "loadgen: the default scenario's six incidents alerted or decided as expected, no false alert"
 else fail "loadgen's summary (target/check-compose-loadgen.log)"; fi
+
+# The console read the same topics: every route, and exactly the alert events loadgen saw.
+console=http://127.0.0.1:$LLMOPT_CONSOLE_PORT
+seen_alerts=$(grep -Eo '^loadgen summary: [0-9]+ calls, [0-9]+ alert events' "$ROOT/target/check-compose-loadgen.log" | tail -1 | grep -Eo '[0-9]+ alert' | grep -Eo '[0-9]+') || seen_alerts=missing
+deadline=$((SECONDS + 60)) shown=
+while ((SECONDS < deadline)); do
+  shown=$( { http_get "$console/api/v1/routes" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)), end=" ")'
+             http_get "$console/api/v1/alerts" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; } 2>/dev/null) || shown=
+  [[ $shown == "5 $seen_alerts" ]] && break
+  sleep 2
+done
+if [[ $shown == "5 $seen_alerts" ]]; then pass "console: 5 routes and the $seen_alerts alert events loadgen saw ($console/api/v1)"
+else fail "console: '$shown' (routes, alert events), expected '5 $seen_alerts'"; fi
 
 # Prometheus (the stand-in, same config and rules as compose's prom/prometheus).
 prom=http://127.0.0.1:$LLMOPT_PROMETHEUS_PORT

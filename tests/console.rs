@@ -281,6 +281,36 @@ async fn every_endpoint_answers_what_the_topics_said_and_approvals_need_a_token(
     state.apply(&llmopt_events::AnyEvent::Decision(approved.clone()));
     let (status, _) = http(addr, "POST", &approve, &[("Authorization", &bearer)]);
     assert_eq!(status, 409, "only PROPOSED decisions can be approved");
+    // Rejecting another proposal: a REJECTED event, by alice.
+    if let Some(other) = proposed
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .find(|o| *o != id)
+    {
+        let reject = format!("/api/v1/decisions/{}/reject", other.replace('/', "%2F"));
+        let (status, body) = http(addr, "POST", &reject, &[("Authorization", &bearer)]);
+        assert_eq!(status, 202, "{body}");
+        let last = decisions_on_topic(transport.as_ref(), &names).await;
+        let rejected = last.last().expect("rejection");
+        assert_eq!(
+            (rejected.id.as_str(), rejected.state),
+            (other, DecisionState::Rejected)
+        );
+        assert_eq!(
+            rejected.params.get("decided_by").map(String::as_str),
+            Some("alice")
+        );
+    }
+    assert_eq!(
+        http(
+            addr,
+            "POST",
+            "/api/v1/decisions/nope/approve",
+            &[("Authorization", &bearer)]
+        )
+        .0,
+        404
+    );
 
     // The UI and the API description are served from the binary.
     let (status, page) = http(addr, "GET", "/", &[]);
@@ -345,6 +375,21 @@ async fn the_stream_pushes_an_update_when_an_alert_arrives_and_a_console_without
     assert!(data.contains("\"kind\":\"alert\""), "{data}");
     let firing = get_json(addr, "/api/v1/alerts?status=firing");
     assert_eq!(firing.as_array().map(Vec::len), Some(1));
+    // Quantization: a job, then its artifact.
+    let job = llmopt_events::samples::quantization_job();
+    let mut artifact = llmopt_events::samples::artifact_published();
+    artifact.job_id = job.job_id.clone();
+    state.apply(&llmopt_events::AnyEvent::QuantizationJob(job.clone()));
+    let jobs = get_json(addr, "/api/v1/quantization/jobs");
+    assert_eq!(jobs[0]["status"], "queued");
+    state.apply(&llmopt_events::AnyEvent::ArtifactPublished(
+        artifact.clone(),
+    ));
+    let jobs = get_json(addr, "/api/v1/quantization/jobs");
+    assert_eq!(jobs[0]["status"], "published");
+    assert_eq!(jobs[0]["artifact_id"], artifact.id.as_str());
+    let artifacts = get_json(addr, "/api/v1/artifacts");
+    assert_eq!(artifacts[0]["mean_cosine"], artifact.mean_cosine);
     let (status, body) = http(
         addr,
         "POST",

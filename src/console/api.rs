@@ -38,7 +38,7 @@ pub struct ConsoleState {
 /// What the stream tells clients: something changed, and how much has happened.
 #[derive(Debug, Clone, Serialize)]
 pub struct Update {
-    /// `window`, `alert`, `decision`, `config_change` or `artifact`.
+    /// `window`, `alert`, `decision`, `config_change` or `quantization`.
     pub kind: &'static str,
     /// Events folded into the view so far.
     pub events: u64,
@@ -73,7 +73,9 @@ impl ConsoleState {
             E::Alert(_) => "alert",
             E::Decision(_) => "decision",
             E::ConfigChange(_) => "config_change",
-            E::ArtifactPublished(_) => "artifact",
+            E::ArtifactPublished(_) | E::QuantizationJob(_) | E::QuantizationFailed(_) => {
+                "quantization"
+            }
             _ => return,
         };
         let (changed, events) = match self.view.write() {
@@ -115,6 +117,7 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
         .route("/api/v1/decisions/{id}/reject", post(reject))
         .route("/api/v1/cost", get(cost))
         .route("/api/v1/artifacts", get(artifacts))
+        .route("/api/v1/quantization/jobs", get(jobs))
         .route("/api/v1/stream", get(stream))
         .with_state(state)
 }
@@ -593,6 +596,10 @@ async fn artifacts(
     State(state): State<Arc<ConsoleState>>,
 ) -> Json<Vec<llmopt_events::ArtifactPublished>> {
     Json(state.read(|v| v.artifacts().cloned().collect()))
+}
+
+async fn jobs(State(state): State<Arc<ConsoleState>>) -> Json<Vec<super::view::JobView>> {
+    Json(state.read(|v| v.jobs().cloned().collect()))
 }
 
 async fn stream(

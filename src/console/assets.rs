@@ -46,6 +46,7 @@ mod tests {
             "/api/v1/decisions/{id}/reject",
             "/api/v1/cost",
             "/api/v1/artifacts",
+            "/api/v1/quantization/jobs",
             "/api/v1/stream",
         ] {
             assert!(paths.contains_key(path), "{path} missing");

@@ -1,7 +1,7 @@
 //! `llmopt console`: the operator's web UI and JSON API over the live loop.
 //!
 //! The console reads the operator topics (`windows`, `alerts`, `decisions`, `config.changes`,
-//! `artifacts`) into a bounded in-memory [`view::ConsoleView`], rebuilt from the topics on every
+//! `quantization.jobs`, `artifacts`) into a bounded in-memory [`view::ConsoleView`], rebuilt from the topics on every
 //! start (its consumer group is its own and never commits), and serves it on one port: the UI at
 //! `/`, the API at `/api/v1` ([`api`]), live updates as server-sent events. `llmopt demo
 //! --console ADDR` serves the same console on the in-process demo.
@@ -51,11 +51,12 @@ impl Default for ConsoleConfig {
 }
 
 /// The topics the console reads.
-pub const TOPICS: [LogicalTopic; 5] = [
+pub const TOPICS: [LogicalTopic; 6] = [
     LogicalTopic::Windows,
     LogicalTopic::Alerts,
     LogicalTopic::Decisions,
     LogicalTopic::ConfigChanges,
+    LogicalTopic::QuantizationJobs,
     LogicalTopic::Artifacts,
 ];
 

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use llmopt_events::{
-    Alert, AlertStatus, AnyEvent, ArtifactPublished, ConfigChange, Decision, WindowAggregate,
-    WindowKind,
+    Alert, AlertStatus, AnyEvent, ArtifactPublished, ConfigChange, Decision, QuantizationJob,
+    WindowAggregate, WindowKind,
 };
 use serde::Serialize;
 
@@ -22,6 +22,19 @@ const DECISION_HISTORY: usize = 2_000;
 const CHANGES_PER_ROUTE: usize = 200;
 /// Artifacts kept.
 const ARTIFACTS: usize = 500;
+
+/// A quantization job and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobView {
+    /// The job as requested.
+    pub job: QuantizationJob,
+    /// `queued`, `published` or `failed`.
+    pub status: &'static str,
+    /// The artifact's id once published.
+    pub artifact_id: Option<String>,
+    /// Why it failed.
+    pub failure: Option<String>,
+}
 
 /// Everything the console knows about one app/route.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -48,6 +61,7 @@ pub struct ConsoleView {
     decisions: BTreeMap<String, Decision>,
     decision_history: VecDeque<Decision>,
     artifacts: VecDeque<ArtifactPublished>,
+    jobs: BTreeMap<String, JobView>,
     newest_window_end: i64,
     events: u64,
 }
@@ -97,9 +111,35 @@ impl ConsoleView {
                 }
             }
             AnyEvent::ArtifactPublished(a) => {
+                if let Some(job) = self.jobs.get_mut(&a.job_id) {
+                    job.status = "published";
+                    job.artifact_id = Some(a.id.clone());
+                }
                 push_capped(&mut self.artifacts, a.clone(), ARTIFACTS);
                 true
             }
+            AnyEvent::QuantizationJob(j) => {
+                if self.jobs.len() >= ARTIFACTS {
+                    self.jobs.pop_first();
+                }
+                self.jobs
+                    .entry(j.job_id.clone())
+                    .or_insert_with(|| JobView {
+                        job: j.clone(),
+                        status: "queued",
+                        artifact_id: None,
+                        failure: None,
+                    });
+                true
+            }
+            AnyEvent::QuantizationFailed(f) => match self.jobs.get_mut(&f.job_id) {
+                Some(job) => {
+                    job.status = "failed";
+                    job.failure = Some(f.message.clone());
+                    true
+                }
+                None => false,
+            },
             _ => false,
         };
         if changed {
@@ -180,6 +220,11 @@ impl ConsoleView {
     /// Every state change of one decision, oldest first.
     pub fn decision_history<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Decision> {
         self.decision_history.iter().filter(move |d| d.id == id)
+    }
+
+    /// Quantization jobs by id, with their outcome.
+    pub fn jobs(&self) -> impl Iterator<Item = &JobView> {
+        self.jobs.values()
     }
 
     /// Artifacts, oldest first.

@@ -160,9 +160,11 @@ async function costPage() {
     <h3>What each decision saved</h3><table><thead><tr><th>decision</th><th>strategy</th><th>route</th><th>calls</th><th>spend</th><th>without it</th><th>saved</th></tr></thead><tbody>${saved}</tbody></table>`;
 }
 async function quantizationPage() {
-  const list = await api("/artifacts");
+  const [list, jobs] = await Promise.all([api("/artifacts"), api("/quantization/jobs")]);
+  const jobRows = jobs.map((j) => `<tr class="${j.status === "failed" ? "bad" : ""}"><td>${esc(j.job.job_id)}</td><td>${esc(j.job.model_name)}</td><td>${esc(j.job.method)} ${j.job.bits}-bit${j.job.group_size ? " g" + j.job.group_size : ""}</td><td>${esc(j.status)}</td><td>${esc(j.artifact_id || j.failure || "")}</td><td>${j.job.decision_id ? `<a href="#/decisions/${encodeURIComponent(j.job.decision_id)}">${esc(j.job.decision_id)}</a>` : "–"}</td><td>${utc(j.job.event_time)}</td></tr>`).join("");
   const rows = list.map((a) => `<tr><td>${esc(a.model_name)}</td><td>${esc(a.method)} ${a.bits}-bit${a.group_size ? " g" + a.group_size : ""}</td><td>${num(a.bytes / 1e6, 1)} MB</td><td>${num(a.compression_ratio, 2)}×</td><td>${num(a.mean_cosine, 4)}</td><td>${num(a.min_cosine, 4)}</td><td>${num(a.spearman, 4)}</td><td>${esc(a.location)}</td><td>${utc(a.event_time)}</td></tr>`).join("");
-  return `<h2>Quantization artifacts (${list.length})</h2><table><thead><tr><th>model</th><th>method</th><th>size</th><th>compression</th><th>mean cosine</th><th>min cosine</th><th>spearman</th><th>location</th><th>time</th></tr></thead><tbody>${rows}</tbody></table>`;
+  return `<h2>Quantization jobs (${jobs.length})</h2><table id="jobs"><thead><tr><th>job</th><th>model</th><th>method</th><th>status</th><th>artifact or failure</th><th>decision</th><th>time</th></tr></thead><tbody>${jobRows}</tbody></table>
+    <h2>Quantization artifacts (${list.length})</h2><table id="artifacts"><thead><tr><th>model</th><th>method</th><th>size</th><th>compression</th><th>mean cosine</th><th>min cosine</th><th>spearman</th><th>location</th><th>time</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 // --- routing, live updates, actions ----------------------------------------------------------
