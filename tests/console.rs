@@ -157,6 +157,41 @@ async fn every_endpoint_answers_what_the_topics_said_and_approvals_need_a_token(
         .map(|w| w.count)
         .sum();
     assert_eq!(served, on_topic);
+    // In 5-minute buckets, the same calls in a fifth of the points.
+    let bucketed = get_json(
+        addr,
+        &format!("/api/v1/routes/{app}/{route}/windows?series=false&step=300000"),
+    );
+    let total = bucketed["total"].as_array().expect("total");
+    let calls: i64 = total.iter().map(|f| f["calls"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(calls, on_topic);
+    assert!(total.len() * 4 < windows["total"].as_array().map_or(0, Vec::len));
+    assert_eq!(bucketed["series"], serde_json::json!({}));
+    // The overview: every route with its last hours, in one request.
+    let overview = get_json(addr, "/api/v1/overview?hours=1&step=300000");
+    let overview = overview.as_array().expect("overview");
+    assert_eq!(overview.len(), result.routing.len());
+    let now = get_json(addr, "/api/v1/summary")["now_ms"]
+        .as_i64()
+        .expect("now");
+    for r in overview {
+        let total = r["total"].as_array().expect("total");
+        assert!(
+            (1..=13).contains(&total.len()),
+            "{} buckets in an hour",
+            total.len()
+        );
+        let calls: i64 = total.iter().map(|f| f["calls"].as_i64().unwrap_or(0)).sum();
+        let expected: i64 = record
+            .windows
+            .values()
+            .filter(|w| w.app == r["app"] && w.route == r["route"])
+            .filter(|w| w.window_end >= now - 3_600_000)
+            .map(|w| w.count)
+            .sum();
+        assert_eq!(calls, expected, "{}/{}", r["app"], r["route"]);
+        assert!(r["version"].is_i64() && r["targets"].is_array());
+    }
     assert!(windows["series"]["google/gemini-1.5-flash"].is_array());
     let detail = get_json(addr, &format!("/api/v1/routes/{app}/{route}"));
     let versions: Vec<i64> = detail["changes"]

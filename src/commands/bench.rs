@@ -53,8 +53,8 @@ pub enum BenchCommand {
         detector: String,
     },
     /// Time the operator console's overview on a large fleet: a view of ROUTES routes with
-    /// HOURS of one-minute windows, loaded the way the UI loads it (summary, routes, every
-    /// route's last 3 hours, 6 requests at a time).
+    /// HOURS of one-minute windows, its data loaded the way the UI loads it (summary, then
+    /// every route with its last 3 hours in one request).
     Console {
         /// Routes in the view (two models each).
         #[arg(long, default_value_t = 50)]

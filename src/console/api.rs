@@ -108,6 +108,7 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
         .route("/api/v1/openapi.json", get(super::assets::openapi))
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/routes", get(routes))
+        .route("/api/v1/overview", get(overview))
         .route("/api/v1/routes/{app}/{route}", get(route_detail))
         .route("/api/v1/routes/{app}/{route}/windows", get(route_windows))
         .route("/api/v1/alerts", get(alerts))
@@ -320,6 +321,9 @@ struct Range {
     to: Option<i64>,
     /// Whether to include the per-model series (default true); the overview needs only totals.
     series: Option<bool>,
+    /// Buckets of this many ms (a multiple of the window size) instead of single windows: the
+    /// overview's charts of hours need no per-minute detail.
+    step: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -332,6 +336,48 @@ struct RouteWindows {
     series: BTreeMap<String, Vec<Figures>>,
 }
 
+/// A route's windows in `[from, to]` (by window end), in buckets of `step` ms: totals over its
+/// models, and per model when `with_series`.
+fn bucketed(
+    r: &RouteView,
+    from: i64,
+    to: i64,
+    step: i64,
+    with_series: bool,
+) -> (Vec<Figures>, BTreeMap<String, Vec<Figures>>) {
+    let step = step.max(1);
+    // The end of the bucket a window falls in (its own end without a step).
+    let bucket = |w: &WindowAggregate| (w.window_end - 1).div_euclid(step) * step + step;
+    let mut by_end: BTreeMap<i64, Vec<&WindowAggregate>> = BTreeMap::new();
+    let mut series = BTreeMap::new();
+    for (name, points) in &r.windows {
+        let mut buckets: BTreeMap<i64, Vec<&WindowAggregate>> = BTreeMap::new();
+        for w in points
+            .values()
+            .filter(|w| w.window_end >= from && w.window_end <= to)
+        {
+            by_end.entry(bucket(w)).or_default().push(w);
+            if with_series {
+                buckets.entry(bucket(w)).or_default().push(w);
+            }
+        }
+        if with_series {
+            series.insert(
+                name.clone(),
+                buckets
+                    .values()
+                    .filter_map(|ws| figures(ws.iter().copied()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    let total = by_end
+        .values()
+        .filter_map(|ws| figures(ws.iter().copied()))
+        .collect();
+    (total, series)
+}
+
 async fn route_windows(
     State(state): State<Arc<ConsoleState>>,
     Path((app, route)): Path<(String, String)>,
@@ -339,40 +385,59 @@ async fn route_windows(
 ) -> Response {
     let from = range.from.unwrap_or(i64::MIN);
     let to = range.to.unwrap_or(i64::MAX);
-    let with_series = range.series.unwrap_or(true);
     state.read(|v| match v.route(&app, &route) {
         None => not_found(&format!("no route {app}/{route}")),
         Some(r) => {
-            let inside = |w: &&WindowAggregate| w.window_end >= from && w.window_end <= to;
-            let mut by_end: BTreeMap<i64, Vec<&WindowAggregate>> = BTreeMap::new();
-            let mut series = BTreeMap::new();
-            for (name, points) in &r.windows {
-                let kept: Vec<&WindowAggregate> = points.values().filter(inside).collect();
-                for w in &kept {
-                    by_end.entry(w.window_end).or_default().push(w);
-                }
-                if !with_series {
-                    continue;
-                }
-                series.insert(
-                    name.clone(),
-                    kept.iter()
-                        .filter_map(|w| figures(std::iter::once(*w)))
-                        .collect(),
-                );
-            }
+            let (total, series) = bucketed(
+                r,
+                from,
+                to,
+                range.step.unwrap_or(1),
+                range.series.unwrap_or(true),
+            );
             Json(RouteWindows {
                 app,
                 route,
-                total: by_end
-                    .values()
-                    .filter_map(|ws| figures(ws.iter().copied()))
-                    .collect(),
+                total,
                 series,
             })
             .into_response()
         }
     })
+}
+
+#[derive(Serialize)]
+struct OverviewRoute {
+    #[serde(flatten)]
+    summary: RouteSummary,
+    /// Its windows over the requested hours, all models together, in buckets.
+    total: Vec<Figures>,
+}
+
+#[derive(Deserialize)]
+struct OverviewQuery {
+    /// Hours of charts behind the newest window (default 3).
+    hours: Option<f64>,
+    /// Bucket size in ms (default 5 minutes).
+    step: Option<i64>,
+}
+
+/// The overview page in one request: every route's summary and its recent windows.
+async fn overview(
+    State(state): State<Arc<ConsoleState>>,
+    Query(q): Query<OverviewQuery>,
+) -> Json<Vec<OverviewRoute>> {
+    let hours = q.hours.filter(|h| h.is_finite() && *h > 0.0).unwrap_or(3.0);
+    let step = q.step.unwrap_or(300_000);
+    Json(state.read(|v| {
+        let from = v.now_ms() - (hours * 3_600_000.0) as i64;
+        v.routes()
+            .map(|r| OverviewRoute {
+                summary: summarise(v, r),
+                total: bucketed(r, from, i64::MAX, step, false).0,
+            })
+            .collect()
+    }))
 }
 
 #[derive(Deserialize)]

@@ -37,6 +37,7 @@ mod tests {
         for path in [
             "/api/v1/summary",
             "/api/v1/routes",
+            "/api/v1/overview",
             "/api/v1/routes/{app}/{route}",
             "/api/v1/routes/{app}/{route}/windows",
             "/api/v1/alerts",

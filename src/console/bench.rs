@@ -2,10 +2,10 @@
 //!
 //! Builds a console view of `routes` routes with two models each and `hours` of one-minute
 //! windows (plus a config change per route and an alert every tenth route), serves it on a local
-//! port, and loads the overview the way the UI does: `/api/v1/summary`, `/api/v1/routes`, then
-//! every route's last three hours of windows, six requests at a time (a browser's connections
-//! per host). Reports the median and worst of several loads; `--serve` keeps the console up
-//! afterwards so a browser (tests/python/console_pageload.py) can time the whole page.
+//! port, and loads the overview's data the way the UI does: `/api/v1/summary`, then
+//! `/api/v1/overview` (every route with its last three hours in 5-minute buckets). Reports the
+//! median and worst of several loads; `--serve` keeps the console up afterwards so a browser
+//! (tests/python/console_pageload.py) can time the whole page.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,8 +21,6 @@ use serde::Serialize;
 use super::ConsoleState;
 
 const MINUTE_MS: i64 = 60_000;
-/// Requests a browser runs at once against one host.
-const PARALLEL: usize = 6;
 
 /// What one benchmark run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -153,22 +151,12 @@ fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     Ok(response)
 }
 
-/// Loads the overview's API requests once: (elapsed, bytes).
-fn load_overview(addr: SocketAddr, paths: &[String]) -> anyhow::Result<(Duration, usize)> {
+/// Loads the overview's API requests once (as the UI does: the summary, then the overview):
+/// (elapsed, bytes).
+fn load_overview(addr: SocketAddr) -> anyhow::Result<(Duration, usize)> {
     let started = Instant::now();
-    let mut bytes = get(addr, "/api/v1/summary")?.len() + get(addr, "/api/v1/routes")?.len();
-    for chunk in paths.chunks(PARALLEL) {
-        let handles: Vec<_> = chunk
-            .iter()
-            .cloned()
-            .map(|p| std::thread::spawn(move || get(addr, &p).map(|b| b.len())))
-            .collect();
-        for h in handles {
-            bytes += h
-                .join()
-                .map_err(|_| anyhow::anyhow!("request thread panicked"))??;
-        }
-    }
+    let bytes = get(addr, "/api/v1/summary")?.len()
+        + get(addr, "/api/v1/overview?hours=3&step=300000")?.len();
     Ok((started.elapsed(), bytes))
 }
 
@@ -186,22 +174,12 @@ pub async fn run(
     let build_s = built.elapsed().as_secs_f64();
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let (addr, server) = super::serve(listen, state).await?;
-    let from = end_ms - 3 * 3_600_000;
-    let paths: Vec<String> = (0..routes)
-        .map(|r| {
-            format!(
-                "/api/v1/routes/app-{}/route-{}/windows?from={from}&series=false",
-                r / 5,
-                r % 5
-            )
-        })
-        .collect();
     let (times, bytes) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        load_overview(addr, &paths)?; // warm-up
+        load_overview(addr)?; // warm-up
         let mut times = Vec::new();
         let mut bytes = 0;
         for _ in 0..loads.max(1) {
-            let (t, b) = load_overview(addr, &paths)?;
+            let (t, b) = load_overview(addr)?;
             times.push(t.as_secs_f64() * 1000.0);
             bytes = b;
         }

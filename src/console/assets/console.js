@@ -63,10 +63,9 @@ const point = (key) => (f) => [f.window_end_ms, f[key]];
 
 // --- pages -------------------------------------------------------------------------------------
 async function overview() {
-  const routes = await api("/routes");
-  const from = summary.now_ms - 3 * HOUR;
-  const windows = await Promise.all(routes.map((r) => api(`/routes/${encodeURIComponent(r.app)}/${encodeURIComponent(r.route)}/windows?from=${from}&series=false`)));
-  const named = (key) => windows.map((w) => ({ name: `${w.app}/${w.route}`, points: w.total.filter((f) => f[key] != null).map(point(key)) }));
+  // One request for the whole page: every route's summary and its last 3 hours in 5-min buckets.
+  const routes = await api("/overview?hours=3&step=300000");
+  const named = (key) => routes.map((r) => ({ name: `${r.app}/${r.route}`, points: r.total.filter((f) => f[key] != null).map(point(key)) }));
   const rows = routes.map((r) => `<tr data-route="${esc(r.app)}/${esc(r.route)}">
       <td><a href="#/route/${encodeURIComponent(r.app)}/${encodeURIComponent(r.route)}">${esc(r.app)}/${esc(r.route)}</a></td>
       <td>${targets(r.targets)}</td><td>${r.version ?? "–"}</td>
@@ -76,7 +75,7 @@ async function overview() {
   return `<h2>Fleet overview</h2>
     <p class="lead">${routes.length} routes · <a href="#/alerts">${summary.firing_alerts} alerts firing</a> · <a href="#/decisions">${summary.pending_decisions} decisions waiting</a></p>
     <table id="routes"><thead><tr><th>route</th><th>live routing</th><th>version</th><th>calls (1 h)</th><th>spend (1 h)</th><th>cost/call</th><th>errors</th><th>p95</th><th>quality</th><th>firing</th><th>pending</th></tr></thead><tbody>${rows}</tbody></table>
-    <div class="charts">${chart("Cost per call (USD), last 3 h", named("cost_per_call"), [], { format: (y) => "$" + y.toPrecision(2) })}
+    <div class="charts">${chart("Cost per call (USD), last 3 h, 5-min buckets", named("cost_per_call"), [], { format: (y) => "$" + y.toPrecision(2) })}
     ${chart("Error rate, last 3 h", named("error_rate"), [], { format: (y) => (100 * y).toFixed(1) + "%" })}
     ${chart("Latency p95 (ms), last 3 h", named("latency_p95_ms"))}
     ${chart("Quality, last 3 h", named("quality_mean"), [], { zero: false })}</div>`;
