@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use clap::Subcommand;
 use llmopt_cloudevents::KafkaMessage;
-use llmopt_events::wire::{self, DataFormat, EventMeta};
+use llmopt_events::wire;
 use llmopt_events::{Decision, DecisionState, SchemaRegistry};
-use llmopt_transport::{LogicalTopic, OutboundMessage, TopicNames, Transport};
+use llmopt_transport::{LogicalTopic, TopicNames, Transport};
 
 use crate::commands::run::build_transport;
 use llmopt::config::AppConfig;
@@ -124,32 +124,9 @@ async fn set_state(
         "decision `{id}` is {:?}, only PROPOSED decisions can be approved or rejected",
         current.state
     );
-    let mut decided = current.clone();
-    decided.state = state;
-    let step = decided
-        .params
-        .get("step")
-        .cloned()
-        .unwrap_or_else(|| "0".into());
-    let meta = EventMeta {
-        id: format!("{}/{:?}/{step}/human", decided.id, state).to_lowercase(),
-        source: "llmopt/cli".into(),
-        time_ms: Some(decided.event_time),
-        partition_key: Some(format!("{}/{}", decided.app, decided.route)),
-        traceparent: None,
-        subject: None,
-    };
-    let record = wire::to_kafka(&decided, &meta, DataFormat::Avro)?;
-    transport
-        .publish(
-            &names.name(LogicalTopic::Decisions),
-            OutboundMessage {
-                key: record.key,
-                value: record.value,
-                headers: record.headers,
-                timestamp_ms: Some(decided.event_time),
-            },
-        )
+    // Who decided: the operator's login, as the console records its token's name.
+    let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    llmopt::console::api::publish_decided_from(transport, names, current, state, &by, "llmopt/cli")
         .await?;
     println!("{id}: {:?}", state);
     Ok(())

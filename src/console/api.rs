@@ -590,13 +590,25 @@ async fn decide(
 }
 
 /// Publishes `current` in state `to` on the decisions topic, as decided by `by` (the
-/// `decided_by` param), with the same id scheme as `llmopt decisions approve`.
+/// `decided_by` param): what `llmopt decisions approve|reject` publishes too.
 pub async fn publish_decided(
     transport: &dyn Transport,
     names: &TopicNames,
     current: &Decision,
     to: DecisionState,
     by: &str,
+) -> anyhow::Result<Decision> {
+    publish_decided_from(transport, names, current, to, by, "llmopt/console").await
+}
+
+/// [`publish_decided`] with the CloudEvents `source` of the publisher (`llmopt/cli`, ...).
+pub async fn publish_decided_from(
+    transport: &dyn Transport,
+    names: &TopicNames,
+    current: &Decision,
+    to: DecisionState,
+    by: &str,
+    source: &str,
 ) -> anyhow::Result<Decision> {
     let mut decided = current.clone();
     decided.state = to;
@@ -610,7 +622,7 @@ pub async fn publish_decided(
         .unwrap_or_else(|| "0".into());
     let meta = EventMeta {
         id: format!("{}/{:?}/{step}/human", decided.id, to).to_lowercase(),
-        source: "llmopt/console".into(),
+        source: source.into(),
         time_ms: Some(decided.event_time),
         partition_key: Some(format!("{}/{}", decided.app, decided.route)),
         traceparent: None,
