@@ -14,7 +14,7 @@ function utc(ms) {
   return ms > 0 ? new Date(ms).toISOString().replace("T", " ").slice(0, 16) : "–";
 }
 function pct(x) { return x == null ? "–" : (100 * x).toFixed(2) + " %"; }
-function usd(x, digits = 4) { return x == null ? "–" : "$" + Number(x).toFixed(digits); }
+function usd(x, digits = 4) { return x == null ? "–" : (x < 0 ? "-$" : "$") + Math.abs(Number(x)).toFixed(digits); }
 function num(x, digits = 0) { return x == null ? "–" : Number(x).toFixed(digits); }
 function targets(ts) {
   return (ts || []).map((t) => `${esc(t.provider)}/${esc(t.model)} <b>${(100 * t.weight).toFixed(0)}%</b>`).join("<br>");
@@ -147,7 +147,7 @@ async function decisionPage(id) {
 }
 
 function spendTable(title, lines) {
-  return `<h3>${esc(title)}</h3><table><thead><tr><th></th><th>calls</th><th>spend</th><th>share</th></tr></thead><tbody>${lines.map((l) => `<tr><td>${esc(l.key)}</td><td>${num(l.calls)}</td><td>${usd(l.spend_usd, 2)}</td><td>${pct(l.share)}</td></tr>`).join("")}</tbody></table>`;
+  return `<div><h3>${esc(title)}</h3><table><thead><tr><th></th><th>calls</th><th>spend</th><th>share</th></tr></thead><tbody>${lines.map((l) => `<tr><td>${esc(l.key)}</td><td>${num(l.calls)}</td><td>${usd(l.spend_usd, 2)}</td><td>${pct(l.share)}</td></tr>`).join("")}</tbody></table></div>`;
 }
 async function costPage() {
   let r;
