@@ -311,6 +311,13 @@ async fn every_endpoint_answers_what_the_topics_said_and_approvals_need_a_token(
         approved.params.get("decided_by").map(String::as_str),
         Some("alice")
     );
+    // Approved now (the console's newest window), not back when it was proposed: the change
+    // it causes counts from here.
+    let now_ms = get_json(addr, "/api/v1/summary")["now_ms"]
+        .as_i64()
+        .expect("now");
+    assert_eq!(approved.event_time, now_ms);
+    assert!(approved.event_time > proposed[0]["event_time"].as_i64().expect("proposed at"));
     // The view learns it from the topic, like everything else; until then it is still
     // PROPOSED, so a second approval is refused only once the event is read back.
     state.apply(&llmopt_events::AnyEvent::Decision(approved.clone()));

@@ -126,8 +126,16 @@ async fn set_state(
     );
     // Who decided: the operator's login, as the console records its token's name.
     let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    llmopt::console::api::publish_decided_from(transport, names, current, state, &by, "llmopt/cli")
-        .await?;
+    llmopt::console::api::publish_decided_from(
+        transport,
+        names,
+        current,
+        state,
+        &by,
+        None,
+        "llmopt/cli",
+    )
+    .await?;
     println!("{id}: {:?}", state);
     Ok(())
 }

@@ -561,7 +561,7 @@ async fn decide(
         )
             .into_response();
     };
-    let current = state.read(|v| v.decision(id).cloned());
+    let (current, now_ms) = state.read(|v| (v.decision(id).cloned(), v.now_ms()));
     let Some(current) = current else {
         return not_found(&format!("no decision `{id}`"));
     };
@@ -577,7 +577,7 @@ async fn decide(
         )
             .into_response();
     }
-    match publish_decided(transport.as_ref(), names, &current, to, &by).await {
+    match publish_decided(transport.as_ref(), names, &current, to, &by, now_ms).await {
         Ok(decided) => (StatusCode::ACCEPTED, Json(decided)).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -590,28 +590,42 @@ async fn decide(
 }
 
 /// Publishes `current` in state `to` on the decisions topic, as decided by `by` (the
-/// `decided_by` param): what `llmopt decisions approve|reject` publishes too.
+/// `decided_by` param) at event time `at_ms` (the console's newest window end: the change the
+/// approval causes then counts from when it was approved, not from when it was proposed).
 pub async fn publish_decided(
     transport: &dyn Transport,
     names: &TopicNames,
     current: &Decision,
     to: DecisionState,
     by: &str,
+    at_ms: i64,
 ) -> anyhow::Result<Decision> {
-    publish_decided_from(transport, names, current, to, by, "llmopt/console").await
+    publish_decided_from(
+        transport,
+        names,
+        current,
+        to,
+        by,
+        Some(at_ms),
+        "llmopt/console",
+    )
+    .await
 }
 
-/// [`publish_decided`] with the CloudEvents `source` of the publisher (`llmopt/cli`, ...).
+/// [`publish_decided`] with the CloudEvents `source` of the publisher (`llmopt/cli`, ...); without
+/// an event time the decision keeps its proposal's.
 pub async fn publish_decided_from(
     transport: &dyn Transport,
     names: &TopicNames,
     current: &Decision,
     to: DecisionState,
     by: &str,
+    at_ms: Option<i64>,
     source: &str,
 ) -> anyhow::Result<Decision> {
     let mut decided = current.clone();
     decided.state = to;
+    decided.event_time = decided.event_time.max(at_ms.unwrap_or(i64::MIN));
     decided
         .params
         .insert("decided_by".to_string(), by.to_string());
