@@ -392,21 +392,8 @@ async fn the_stream_pushes_an_update_when_an_alert_arrives_and_a_console_without
     // Give the client time to subscribe, then an alert arrives.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let alert = llmopt_events::Alert {
-        id: "a1".into(),
-        dedup_key: "checkout/order-summary/openai/gpt-4o/HighErrorRate".into(),
         status: llmopt_events::AlertStatus::Firing,
-        severity: llmopt_events::Severity::Critical,
-        alertname: "HighErrorRate".into(),
-        summary: "error rate 30% > 5%".into(),
-        labels: BTreeMap::from([
-            ("app".to_string(), "checkout".to_string()),
-            ("route".to_string(), "order-summary".to_string()),
-        ]),
-        value: Some(0.3),
-        threshold: Some(0.05),
-        starts_at: 1_767_229_200_000,
-        ends_at: None,
-        event_time: 1_767_229_200_000,
+        ..llmopt_events::samples::alert()
     };
     state.apply(&llmopt_events::AnyEvent::Alert(alert));
     let seen = tokio::task::spawn_blocking(move || reader.join().expect("reader"))

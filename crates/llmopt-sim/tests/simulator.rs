@@ -720,16 +720,7 @@ fn office_hours_traffic_is_busy_in_the_afternoon_quiet_at_night_and_slower_under
         ..Scenario::default()
     };
     let mut sim = Simulator::new(fleet, scenario, 3, monday)?;
-    let mut hourly = Vec::new();
-    for hour in 1..=24 {
-        let events = sim.advance(monday + hour * 3_600_000, &mut |_, _| None);
-        hourly.push(
-            calls(&events)
-                .into_iter()
-                .cloned()
-                .collect::<Vec<LlmCall>>(),
-        );
-    }
+    let hourly = hourly_calls(&mut sim, monday, 24);
     let (night, afternoon) = (&hourly[2], &hourly[14]);
     let ratio = afternoon.len() as f64 / night.len() as f64;
     // Expected 1.6 / 0.4 = 4 at 02:00-03:00 against 14:00-15:00 (about 0.4 and 1.6 of the mean).
@@ -773,16 +764,7 @@ fn a_noisy_tenants_nightly_job_adds_its_calls_with_long_prompts_at_its_hour() ->
         ..FleetSpec::default()
     };
     let mut sim = Simulator::new(fleet, quiet(3), 3, monday)?;
-    let mut hourly = Vec::new();
-    for hour in 1..=3 {
-        let events = sim.advance(monday + hour * 3_600_000, &mut |_, _| None);
-        hourly.push(
-            calls(&events)
-                .into_iter()
-                .cloned()
-                .collect::<Vec<LlmCall>>(),
-        );
-    }
+    let hourly = hourly_calls(&mut sim, monday, 3);
     let summary = |calls: &[LlmCall]| {
         let on_route: Vec<&LlmCall> = calls
             .iter()
@@ -825,6 +807,17 @@ fn a_noisy_tenants_nightly_job_adds_its_calls_with_long_prompts_at_its_hour() ->
         Err(SimError::InvalidValue { .. })
     ));
     Ok(())
+}
+
+/// The calls of each of the `hours` hours from `start_ms`, stepping `sim` an hour at a time
+/// under its initial routing.
+fn hourly_calls(sim: &mut Simulator, start_ms: i64, hours: i64) -> Vec<Vec<LlmCall>> {
+    (1..=hours)
+        .map(|hour| {
+            let events = sim.advance(start_ms + hour * 3_600_000, &mut |_, _| None);
+            calls(&events).into_iter().cloned().collect()
+        })
+        .collect()
 }
 
 /// A quiet scenario of `hours`.
