@@ -182,6 +182,62 @@ async fn ttl_sets_expire(store: Arc<dyn StateStore>) {
     );
 }
 
+/// The batched set operations agree with the one-by-one ones, across more members than one
+/// round trip carries, and keep the first sighting's expiry like `set_add`.
+async fn batched_sets(store: Arc<dyn StateStore>) {
+    let members: Vec<String> = (0..2_500).map(|i| format!("src\u{1f}{i}")).collect();
+    let (early, late) = members.split_at(1_200);
+    store
+        .set_add_many("batch", early, Duration::from_millis(400))
+        .await
+        .expect("add many");
+    assert!(!store
+        .set_add("batch", &early[7], Duration::from_secs(60))
+        .await
+        .expect("add one"));
+    let found = store
+        .set_contains_many("batch", &members)
+        .await
+        .expect("contains many");
+    assert_eq!(found.len(), members.len());
+    assert!(
+        found[..early.len()].iter().all(|f| *f),
+        "added members found"
+    );
+    assert!(!found[early.len()..].iter().any(|f| *f), "others not found");
+    store
+        .set_add_many("batch", late, Duration::from_secs(60))
+        .await
+        .expect("add many");
+    assert_eq!(store.set_len("batch").await.expect("len"), 2_500);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let found = store
+        .set_contains_many("batch", &members)
+        .await
+        .expect("contains many");
+    assert!(
+        !found[..early.len()].iter().any(|f| *f),
+        "the first batch expired, the member re-added kept its first expiry"
+    );
+    assert!(found[early.len()..].iter().all(|f| *f));
+    assert_eq!(store.set_len("batch").await.expect("len"), 1_300);
+    assert!(store
+        .set_contains_many("batch", &[])
+        .await
+        .expect("empty")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn redis_batched_sets() {
+    batched_sets(redis_client().await).await;
+}
+
+#[tokio::test]
+async fn memory_batched_sets() {
+    batched_sets(Arc::new(MemoryStore::new())).await;
+}
+
 async fn checkpoints(store: Arc<dyn StateStore>) {
     assert_eq!(
         store.load_checkpoint("aggregator").await.expect("load"),

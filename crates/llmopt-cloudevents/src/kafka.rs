@@ -42,6 +42,29 @@ impl KafkaMessage {
     }
 }
 
+/// The `source` and `id` of a binary-mode record, read from its headers alone (last value of
+/// each, as [`decode`] reads them); `None` for structured mode or when either is missing or not
+/// UTF-8. For a look at a record's identity before decoding it (ingest's batched deduplication);
+/// the decoded event has the same two values.
+pub fn binary_identity(headers: &[(String, Option<Vec<u8>>)]) -> Option<(&str, &str)> {
+    let last = |name: &str| {
+        headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_deref())
+    };
+    let structured = last(CONTENT_TYPE_HEADER)
+        .and_then(|ct| std::str::from_utf8(ct).ok())
+        .is_some_and(|ct| media_type(ct).starts_with("application/cloudevents"));
+    if structured || last("ce_specversion").is_none() {
+        return None;
+    }
+    let source = std::str::from_utf8(last("ce_source")?).ok()?;
+    let id = std::str::from_utf8(last("ce_id")?).ok()?;
+    Some((source, id))
+}
+
 /// How an incoming record carried its event; reported so ingest can count both modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentMode {
@@ -224,4 +247,44 @@ pub(crate) fn media_type(content_type: &str) -> String {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> CloudEvent {
+        CloudEvent {
+            id: "e-1".into(),
+            source: "/gateway".into(),
+            ty: "dev.llmopt.llm.call".into(),
+            ..CloudEvent::default()
+        }
+    }
+
+    #[test]
+    fn binary_identity_agrees_with_decode() {
+        let mut message = to_binary(&event());
+        // A repeated header: the last value counts, as in decode.
+        message
+            .headers
+            .push(("CE_ID".into(), Some(b"e-2".to_vec())));
+        let (decoded, _) = decode(&message, &DecodeLimits::default()).expect("decode");
+        assert_eq!(
+            binary_identity(&message.headers),
+            Some((decoded.source.as_str(), decoded.id.as_str()))
+        );
+        assert_eq!(decoded.id, "e-2");
+    }
+
+    #[test]
+    fn binary_identity_is_none_for_structured_or_incomplete_records() {
+        assert_eq!(binary_identity(&to_structured(&event()).headers), None);
+        let mut message = to_binary(&event());
+        message.headers.retain(|(k, _)| k != "ce_source");
+        assert_eq!(binary_identity(&message.headers), None);
+        let mut message = to_binary(&event());
+        message.headers.retain(|(k, _)| k != "ce_specversion");
+        assert_eq!(binary_identity(&message.headers), None);
+    }
 }

@@ -15,6 +15,6 @@ mod structured;
 pub use error::CeError;
 pub use event::{CloudEvent, SPEC_VERSION};
 pub use kafka::{
-    decode, to_binary, to_structured, ContentMode, DecodeLimits, KafkaMessage, CONTENT_TYPE_HEADER,
-    STRUCTURED_JSON_CONTENT_TYPE,
+    binary_identity, decode, to_binary, to_structured, ContentMode, DecodeLimits, KafkaMessage,
+    CONTENT_TYPE_HEADER, STRUCTURED_JSON_CONTENT_TYPE,
 };

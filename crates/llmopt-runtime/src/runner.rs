@@ -277,7 +277,18 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             };
             if message.offset < end {
                 // Records that were dead-lettered or rejected changed no state then either.
-                if let Ok((input, _)) = self.decode(&message) {
+                let position = InboundMessage {
+                    key: None,
+                    headers: Vec::new(),
+                    value: None,
+                    ..message
+                };
+                let record = KafkaMessage {
+                    key: message.key,
+                    headers: message.headers,
+                    value: message.value,
+                };
+                if let Ok((input, _)) = self.decode(&record, &position) {
                     if self.processor.validate(&input).is_ok() && self.processor.admit(&input) {
                         let _ = self.processor.process(&input);
                         replayed += 1;
@@ -331,7 +342,18 @@ impl<P: Processor, E: Effects> Runner<P, E> {
             .with_label_values(&[message.topic.as_str()])
             .inc();
         self.summary.consumed += 1;
-        let decoded = self.decode(&message);
+        // The record's bytes move into the binding's form for decoding and back (the dead
+        // letter and the ack need them), instead of being copied per record.
+        let mut message = message;
+        let record = KafkaMessage {
+            key: message.key.take(),
+            headers: std::mem::take(&mut message.headers),
+            value: message.value.take(),
+        };
+        let decoded = self.decode(&record, &message);
+        message.key = record.key;
+        message.headers = record.headers;
+        message.value = record.value;
         let span = tracing::info_span!(
             target: "llmopt::trace",
             "process",
@@ -401,13 +423,12 @@ impl<P: Processor, E: Effects> Runner<P, E> {
         }
     }
 
-    fn decode(&self, message: &InboundMessage) -> Result<(Input, Option<String>), WireError> {
-        let record = KafkaMessage {
-            key: message.key.clone(),
-            headers: message.headers.clone(),
-            value: message.value.clone(),
-        };
-        let (ce, _) = llmopt_cloudevents::decode(&record, &self.config.limits)?;
+    fn decode(
+        &self,
+        record: &KafkaMessage,
+        message: &InboundMessage,
+    ) -> Result<(Input, Option<String>), WireError> {
+        let (ce, _) = llmopt_cloudevents::decode(record, &self.config.limits)?;
         let event = AnyEvent::from_cloudevent(&ce, &self.registry)?;
         let time_ms = ce
             .time
@@ -594,6 +615,9 @@ struct InFlight {
 
 /// Most inputs in flight before the runner waits for the oldest acknowledgement.
 const MAX_IN_FLIGHT: usize = 10_000;
+
+/// Most records read ahead behind a polled one (see [`Stage::read_ahead`]).
+const READ_AHEAD: usize = 512;
 
 /// A runner that has joined its consumer group.
 pub struct Stage<P: Processor, E: Effects> {
@@ -794,7 +818,10 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             }
             let polled = match self.held.pop_front() {
                 Some(message) => Some(message),
-                None => self.consumer.poll(idle).await?,
+                None => match self.consumer.poll(idle).await? {
+                    Some(message) => Some(self.read_ahead(message).await),
+                    None => None,
+                },
             };
             match polled {
                 Some(message) => {
@@ -854,10 +881,13 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             }
             let polled = match self.held.pop_front() {
                 Some(message) => Ok(Some(message)),
-                None => tokio::select! {
+                None => match tokio::select! {
                     biased;
                     _ = shutdown.wait() => break,
                     polled = self.consumer.poll(self.runner.config.poll_timeout) => polled,
+                } {
+                    Ok(Some(message)) => Ok(Some(self.read_ahead(message).await)),
+                    other => other,
                 },
             };
             let polled = match polled {
@@ -930,6 +960,57 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         let runner = self.runner;
         tracing::info!(service = runner.processor.name(), summary = ?runner.summary, "stopped");
         Ok((runner.processor, runner.summary))
+    }
+
+    /// Reads the records already waiting behind `first` into `held` (up to [`READ_AHEAD`],
+    /// without waiting) and lets the effects prefetch for the batch, so that an effect asking a
+    /// remote store about each input (ingest's deduplication) makes one round trip per batch.
+    /// Returns `first`, to be handled now; the rest are handled next, in order.
+    async fn read_ahead(&mut self, first: InboundMessage) -> InboundMessage {
+        if !self.held.is_empty() {
+            return first;
+        }
+        self.held.push_back(first);
+        while self.held.len() < READ_AHEAD {
+            match self.consumer.poll(Duration::ZERO).await {
+                Ok(Some(message)) => self.held.push_back(message),
+                // An error is the next regular poll's to handle; nothing was taken.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // A state-store outage is waited out here as admission would wait it out (not ready
+        // meanwhile); any other failure only costs the batching.
+        let mut outage = Outage::new(&self.runner.health, "state store");
+        loop {
+            match self
+                .runner
+                .effects
+                .prefetch(self.held.make_contiguous())
+                .await
+            {
+                Err(e) if e.is_transient() => outage.wait(&e).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "prefetch failed: admitting record by record");
+                    break;
+                }
+                Ok(()) => break,
+            }
+        }
+        match self.held.pop_front() {
+            Some(first) => first,
+            None => unreachable!("read_ahead holds the record it was given"),
+        }
+    }
+
+    /// Makes the effects' buffered records durable, waiting out state-store outages.
+    async fn flush_effects(&mut self) -> Result<(), RuntimeError> {
+        let mut outage = Outage::new(&self.runner.health, "effects (state store or sink)");
+        loop {
+            match self.runner.effects.flush().await {
+                Err(e) if e.is_transient() => outage.wait(&e).await,
+                result => return result,
+            }
+        }
     }
 
     async fn handle_and_maybe_commit(
@@ -1047,11 +1128,31 @@ impl<P: Processor, E: Effects> Stage<P, E> {
                 Vec::new()
             }
         };
+        // Records read ahead (or held during a job) are not handled yet: the partition's
+        // position, as the core must see it, is the first of them.
+        let mut first_held: HashMap<&TopicPartition, i64> = HashMap::new();
+        for message in &self.held {
+            let tp = TopicPartition {
+                topic: message.topic.clone(),
+                partition: message.partition,
+            };
+            if let Some((tp, _)) = self.partitions.get_key_value(&tp) {
+                first_held.entry(tp).or_insert(message.offset);
+            }
+        }
+        let first_held: HashMap<TopicPartition, i64> = first_held
+            .into_iter()
+            .map(|(tp, offset)| (tp.clone(), offset))
+            .collect();
         for progress in progress {
+            let held = first_held.get(&progress.partition).copied();
             if let Some(track) = self.partitions.get_mut(&progress.partition) {
-                track.next = track.next.max(progress.position);
+                track.next = track.next.max(held.or(progress.position));
                 track.end = track.end.max(progress.end);
-                track.at_end = progress.at_end;
+                track.at_end = match held {
+                    Some(_) => progress.at_end.map(|_| false),
+                    None => progress.at_end,
+                };
             }
         }
         let changes: Vec<(TopicPartition, PartitionState)> = self
@@ -1324,6 +1425,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
 
     async fn commit_offsets(&mut self) -> Result<(), RuntimeError> {
         if self.since_commit > 0 {
+            self.flush_effects().await?;
             self.consumer.commit().await?;
             self.since_commit = 0;
         }
@@ -1552,6 +1654,7 @@ impl<P: Processor, E: Effects> Stage<P, E> {
         let Some(store) = self.runner.checkpoints.clone() else {
             return Ok(());
         };
+        self.flush_effects().await?;
         if self.runner.processor.state_scope() == StateScope::Whole {
             return self.save_whole(store).await;
         }

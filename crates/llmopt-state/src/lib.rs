@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 pub use config::{StateConfig, StateKind};
 pub use error::StateError;
 
+/// Most members one batched set operation sends in one round trip (a Lua script's arguments live
+/// on its stack, so batches stay well below its limits).
+pub const SET_BATCH: usize = 1000;
+
 /// A value with the version it was written at. Versions start at 1 and grow by one per write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
@@ -72,6 +76,35 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Whether `member` is in `set` and not expired.
     async fn set_contains(&self, set: &str, member: &str) -> Result<bool, StateError>;
+
+    /// Adds every one of `members` to `set` for `ttl`, as [`StateStore::set_add`] does one by
+    /// one, in as few round trips as the store allows (one per [`SET_BATCH`] members on Redis,
+    /// which also trims expired members once per batch instead of once per member).
+    async fn set_add_many(
+        &self,
+        set: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        for member in members {
+            self.set_add(set, member, ttl).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether each of `members` is in `set` and not expired, in order, as
+    /// [`StateStore::set_contains`] tells one by one, in as few round trips as the store allows.
+    async fn set_contains_many(
+        &self,
+        set: &str,
+        members: &[String],
+    ) -> Result<Vec<bool>, StateError> {
+        let mut found = Vec::with_capacity(members.len());
+        for member in members {
+            found.push(self.set_contains(set, member).await?);
+        }
+        Ok(found)
+    }
 
     /// Number of unexpired members of `set`.
     async fn set_len(&self, set: &str) -> Result<u64, StateError>;

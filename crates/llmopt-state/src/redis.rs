@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use crate::{CasOutcome, Checkpoint, StateConfig, StateError, StateStore, Versioned};
+use crate::{CasOutcome, Checkpoint, StateConfig, StateError, StateStore, Versioned, SET_BATCH};
 
 const CAS: &str = r"
 local cur = redis.call('HGET', KEYS[1], 'v')
@@ -50,6 +50,25 @@ if score and tonumber(score) > now then return 1 end
 return 0
 ";
 
+const SET_ADD_MANY: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'NX', now + ttl, ARGV[i])
+end
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return #ARGV - 1
+";
+
+const SET_CONTAINS_MANY: &str = r"
+local found = {}
+for i = 1, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) > now then found[i] = 1 else found[i] = 0 end
+end
+return found
+";
+
 const SET_LEN: &str = r"
 return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 ";
@@ -64,6 +83,8 @@ pub struct RedisStore {
     set_add: Script,
     set_contains: Script,
     set_len: Script,
+    set_add_many: Script,
+    set_contains_many: Script,
 }
 
 impl RedisStore {
@@ -100,6 +121,8 @@ impl RedisStore {
             set_add: with_now(SET_ADD),
             set_contains: with_now(SET_CONTAINS),
             set_len: with_now(SET_LEN),
+            set_add_many: with_now(SET_ADD_MANY),
+            set_contains_many: with_now(SET_CONTAINS_MANY),
         })
     }
 
@@ -216,6 +239,52 @@ impl StateStore for RedisStore {
             .invoke_async(&mut conn)
             .await?;
         Ok(found == 1)
+    }
+
+    async fn set_add_many(
+        &self,
+        set: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        let key = self.key("set", set);
+        let mut conn = self.connection.clone();
+        for batch in members.chunks(SET_BATCH) {
+            let _: u64 = self
+                .set_add_many
+                .key(&key)
+                .arg(ttl_ms(ttl))
+                .arg(batch)
+                .invoke_async(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn set_contains_many(
+        &self,
+        set: &str,
+        members: &[String],
+    ) -> Result<Vec<bool>, StateError> {
+        let key = self.key("set", set);
+        let mut conn = self.connection.clone();
+        let mut found = Vec::with_capacity(members.len());
+        for batch in members.chunks(SET_BATCH) {
+            let flags: Vec<u8> = self
+                .set_contains_many
+                .key(&key)
+                .arg(batch)
+                .invoke_async(&mut conn)
+                .await?;
+            if flags.len() != batch.len() {
+                return Err(StateError::Corrupt {
+                    key,
+                    reason: format!("{} answers to {} members", flags.len(), batch.len()),
+                });
+            }
+            found.extend(flags.into_iter().map(|f| f == 1));
+        }
+        Ok(found)
     }
 
     async fn set_len(&self, set: &str) -> Result<u64, StateError> {
