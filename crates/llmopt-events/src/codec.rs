@@ -93,11 +93,21 @@ pub fn decode_avro<T: EventType>(bytes: &[u8], registry: &SchemaRegistry) -> Res
         contract: contract.full_name(),
         reason,
     };
-    let mut body = &bytes[HEADER_LEN..];
-    // Same schema on both sides (the common case): no resolution needed.
-    let reader = (fp != contract.fingerprint()).then(|| contract.schema());
-    let value = apache_avro::from_avro_datum(writer, &mut body, reader)
-        .map_err(|e| mismatch(e.to_string()))?;
+    // Same schema on both sides (the common case): read with the contract's own reader, whose
+    // names are resolved once; otherwise resolve the writer's data into the contract's schema.
+    let (value, body) = if fp == contract.fingerprint() {
+        let mut data = bytes;
+        let value = contract
+            .same_schema_reader()
+            .read_value(&mut data)
+            .map_err(|e| mismatch(e.to_string()))?;
+        (value, data)
+    } else {
+        let mut body = &bytes[HEADER_LEN..];
+        let value = apache_avro::from_avro_datum(writer, &mut body, Some(contract.schema()))
+            .map_err(|e| mismatch(e.to_string()))?;
+        (value, body)
+    };
     if !body.is_empty() {
         return Err(mismatch(format!(
             "{} trailing bytes after the datum",

@@ -24,6 +24,20 @@ pub enum Contract {
 struct Parsed {
     schema: Schema,
     fingerprint: [u8; 8],
+    /// Reads data written with this very schema, its names resolved once (a plain
+    /// `from_avro_datum` resolves them again for every datum).
+    reader: apache_avro::GenericSingleObjectReader,
+}
+
+/// The single-object header of a schema: marker `C3 01` and its fingerprint.
+struct SingleObjectHeader([u8; 8]);
+
+impl apache_avro::headers::HeaderBuilder for SingleObjectHeader {
+    fn build_header(&self) -> Vec<u8> {
+        let mut header = vec![0xC3, 0x01];
+        header.extend_from_slice(&self.0);
+        header
+    }
 }
 
 macro_rules! contracts {
@@ -80,9 +94,15 @@ static PARSED: LazyLock<Vec<Parsed>> = LazyLock::new(|| {
             let schema = Schema::parse_str(c.source())
                 .unwrap_or_else(|e| panic!("schemas/{} does not parse: {e}", c.file_name()));
             let fingerprint = fingerprint(&schema);
+            let reader = apache_avro::GenericSingleObjectReader::new_with_header_builder(
+                schema.clone(),
+                SingleObjectHeader(fingerprint),
+            )
+            .unwrap_or_else(|e| panic!("schemas/{} does not resolve: {e}", c.file_name()));
             Parsed {
                 schema,
                 fingerprint,
+                reader,
             }
         })
         .collect()
@@ -103,6 +123,11 @@ impl Contract {
     /// encoding to name the writer schema.
     pub fn fingerprint(self) -> [u8; 8] {
         self.parsed().fingerprint
+    }
+
+    /// Reader of single-object data written with this schema (header included).
+    pub(crate) fn same_schema_reader(self) -> &'static apache_avro::GenericSingleObjectReader {
+        &self.parsed().reader
     }
 
     /// Full Avro name, e.g. `llmopt.events.LlmCall`.
