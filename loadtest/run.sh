@@ -5,6 +5,11 @@
 #   loadtest/run.sh pipeline [--duration SIM_SECONDS] [--partitions P]
 #       llmopt loadgen → ingest → aggregator as processes (also starts or finds Redis) vs a bare
 #       rdkafka consume of the same raw topic
+#   loadtest/run.sh backlog [--duration SIM_SECONDS] [--partitions P] [--state redis|embedded]
+#       loadgen fills the raw topic, then ingest alone on it and the aggregator alone on ingest's
+#       output, each timed against a bare rdkafka consume of the same topic (ratios)
+#   loadtest/run.sh memory [--series 10000,100000] [--calls 20]
+#       RSS per active key-window of the aggregator core (no servers)
 #   loadtest/run.sh restart [--base SIM_SECONDS] [--factors 1,10,100]
 #       seconds from a restart of each stateful service to /ready against history (also Redis)
 #   loadtest/run.sh chaos [--duration SIM_SECONDS] [--rounds N] [--seed S]
@@ -20,7 +25,10 @@ cd "$(dirname "$0")/.."
 source scripts/services.sh
 trap llmopt_services_down EXIT
 mode=transport
-if [[ ${1:-} =~ ^(transport|pipeline|restart|chaos|scale|otlp)$ ]]; then mode=$1; shift; fi
+if [[ ${1:-} =~ ^(transport|pipeline|backlog|memory|restart|chaos|scale|otlp)$ ]]; then mode=$1; shift; fi
+if [[ $mode == memory ]]; then
+  exec cargo run --release --locked -p llmopt-loadtest -- memory "$@"
+fi
 llmopt_python_env
 llmopt_broker_up
 if [[ $mode == otlp ]]; then

@@ -11,9 +11,13 @@
 //! mode (`loadtest/run.sh scale`) runs three aggregators, kills one for good and adds one, and
 //! compares every window with a single aggregator's (see [`scale`]); the `otlp` mode
 //! (`loadtest/run.sh otlp`) measures spans/s through ingest's OTLP/HTTP receiver against the
-//! CloudEvents path (see [`otlp`]).
+//! CloudEvents path (see [`otlp`]); the `backlog` mode (`loadtest/run.sh backlog`) times
+//! ingest and the aggregator each alone on a backlog against a bare consumer (see [`backlog`]);
+//! the `memory` mode measures the aggregator's memory per active key-window (see [`memory`]).
 
+mod backlog;
 mod chaos;
+mod memory;
 mod otlp;
 mod pipeline;
 mod restart;
@@ -61,6 +65,29 @@ enum Cmd {
         /// Simulated seconds of the default scenario.
         #[arg(long, default_value_t = 3600)]
         duration: u64,
+    },
+    /// Each service alone on a backlog: loadgen fills the raw topic, then ingest is timed on
+    /// it, then the aggregator on ingest's output, each next to a bare rdkafka consumer
+    /// counting the same topic (ratios).
+    Backlog {
+        #[command(flatten)]
+        stack: Stack,
+        /// Simulated seconds of the default scenario; 18,000 (5 hours) is about 206,000 events.
+        #[arg(long, default_value_t = 18_000)]
+        duration: u64,
+        /// Ingest's state store for deduplication: redis or embedded.
+        #[arg(long, default_value = "redis")]
+        state: String,
+    },
+    /// Memory per active key-window of the aggregator core (in this process): RSS growth with
+    /// 10,000 and 100,000 series each holding its open tumbling and hopping windows.
+    Memory {
+        /// Series counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        series: Vec<u64>,
+        /// Calls per series (within one minute).
+        #[arg(long, default_value_t = 20)]
+        calls: u64,
     },
     /// Restart cost: seconds from a restart of each stateful service to `/ready`, with
     /// `base × factor` simulated seconds of history in its topics (checkpoints), and at the
@@ -164,6 +191,16 @@ async fn main() -> anyhow::Result<()> {
             bootstrap,
         } => transport(events, partitions, bootstrap).await,
         Cmd::Pipeline { stack, duration } => stack.pipeline(duration).run(),
+        Cmd::Memory { series, calls } => memory::run(&series, calls),
+        Cmd::Backlog {
+            stack,
+            duration,
+            state,
+        } => backlog::BacklogRun {
+            pipeline: stack.pipeline(duration),
+            state,
+        }
+        .run(),
         Cmd::Otlp {
             calls,
             batch,
