@@ -9,7 +9,16 @@
 //! encoding, which lists the non-empty bins by absolute index: identical inputs give identical
 //! bytes, independent of how the in-memory store happened to be laid out, and Java or Go
 //! consumers can decode and merge them.
+//!
+//! **Small windows stay small.** The library's dense store grows in chunks of 128 eight-byte
+//! bins, so even a window of three calls held at least 1 KiB per sketch, two sketches a window
+//! and six open windows a series: with 100,000 series that was gigabytes. A sketch therefore
+//! keeps its first [`BUFFER_LIMIT`] values as recorded, in order, and becomes the DDSketch they
+//! would have built (the same values added in the same order: the same bins, count, minimum,
+//! maximum and floating-point sum) when it outgrows the buffer, is merged, or is asked for a
+//! quantile or its bytes. Every answer and every byte is the DDSketch's, whatever the form.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -22,10 +31,21 @@ mod validate;
 /// Relative accuracy of every quantile (α): the guarantee the detector's thresholds rely on.
 pub const RELATIVE_ACCURACY: f64 = 0.01;
 
+/// Values a sketch keeps as recorded before it becomes a dense DDSketch: 512 bytes, half of the
+/// dense store's first chunk.
+pub const BUFFER_LIMIT: usize = 64;
+
 /// A DDSketch of non-negative durations in milliseconds.
 #[derive(Clone)]
 pub struct LatencySketch {
-    inner: DDSketch,
+    form: Form,
+}
+
+#[derive(Clone)]
+enum Form {
+    /// Up to [`BUFFER_LIMIT`] values, as recorded (already clamped at 0), in order.
+    Values(Vec<f64>),
+    Dense(DDSketch),
 }
 
 impl LatencySketch {
@@ -33,29 +53,59 @@ impl LatencySketch {
     /// collapse) and values below 1e-9 ms counted as zero.
     pub fn new() -> Self {
         Self {
-            inner: DDSketch::new(config()),
+            form: Form::Values(Vec::new()),
         }
     }
 
     /// Records one duration. Negative durations (clock skew at the producer) count as 0; NaN and
     /// infinities are ignored, because one bad value must not poison a window's sum.
     pub fn add(&mut self, value_ms: f64) {
-        if value_ms.is_finite() {
-            self.inner.add(value_ms.max(0.0));
+        if !value_ms.is_finite() {
+            return;
+        }
+        let value = value_ms.max(0.0);
+        match &mut self.form {
+            Form::Values(values) if values.len() < BUFFER_LIMIT => values.push(value),
+            Form::Values(_) => {
+                let mut dense = self.sketch().into_owned();
+                dense.add(value);
+                self.form = Form::Dense(dense);
+            }
+            Form::Dense(sketch) => sketch.add(value),
+        }
+    }
+
+    /// The DDSketch of the values recorded: built from them for a sketch still holding values.
+    fn sketch(&self) -> Cow<'_, DDSketch> {
+        match &self.form {
+            Form::Values(values) => {
+                let mut sketch = DDSketch::new(config());
+                for value in values {
+                    sketch.add(*value);
+                }
+                Cow::Owned(sketch)
+            }
+            Form::Dense(sketch) => Cow::Borrowed(sketch),
         }
     }
 
     /// Adds every value recorded in `other`, as if they had been added here: how hopping or
     /// cross-partition percentiles are built from finer sketches.
     pub fn merge(&mut self, other: &LatencySketch) -> Result<(), SketchError> {
-        self.inner
-            .merge(&other.inner)
-            .map_err(|_| SketchError::MergeMismatch)
+        let mut dense = self.sketch().into_owned();
+        dense
+            .merge(&other.sketch())
+            .map_err(|_| SketchError::MergeMismatch)?;
+        self.form = Form::Dense(dense);
+        Ok(())
     }
 
     /// Number of values recorded.
     pub fn count(&self) -> u64 {
-        self.inner.count() as u64
+        match &self.form {
+            Form::Values(values) => values.len() as u64,
+            Form::Dense(sketch) => sketch.count() as u64,
+        }
     }
 
     /// Whether no value was recorded (then there is no percentile to report).
@@ -67,12 +117,12 @@ impl LatencySketch {
     /// ⌊q·(n−1)⌋ of the sorted values), within 1 % relative error; `None` if the sketch is empty
     /// or `q` is out of range.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.inner.quantile(q).ok().flatten()
+        self.sketch().quantile(q).ok().flatten()
     }
 
     /// Deterministic bytes: the Java-compatible DDSketch binary encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.inner.to_java_bytes()
+        self.sketch().to_java_bytes()
     }
 
     /// Reads bytes written by [`LatencySketch::to_bytes`] (or by another DDSketch library with
@@ -80,9 +130,11 @@ impl LatencySketch {
     /// hostile input yields an error, never a panic or a sketch that cannot be merged.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SketchError> {
         validate::check(bytes, config().gamma)?;
-        let inner =
+        let sketch =
             DDSketch::from_java_bytes(bytes).map_err(|e| SketchError::Malformed(e.to_string()))?;
-        Ok(Self { inner })
+        Ok(Self {
+            form: Form::Dense(sketch),
+        })
     }
 }
 
@@ -94,10 +146,11 @@ impl Default for LatencySketch {
 
 impl fmt::Debug for LatencySketch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sketch = self.sketch();
         f.debug_struct("LatencySketch")
             .field("count", &self.count())
-            .field("min", &self.inner.min())
-            .field("max", &self.inner.max())
+            .field("min", &sketch.min())
+            .field("max", &sketch.max())
             .finish()
     }
 }
@@ -208,6 +261,69 @@ mod tests {
         assert_eq!(a.count(), all.count());
         for q in [0.5, 0.9, 0.99] {
             assert_eq!(a.quantile(q), all.quantile(q));
+        }
+    }
+
+    /// The DDSketch the values build when added to it directly, as the sketch did before it
+    /// kept small windows as values.
+    fn reference(values: &[f64]) -> DDSketch {
+        let mut sketch = DDSketch::new(config());
+        for v in values.iter().filter(|v| v.is_finite()) {
+            sketch.add(v.max(0.0));
+        }
+        sketch
+    }
+
+    #[test]
+    fn small_and_large_sketches_answer_and_encode_as_the_dense_ddsketch() {
+        let mut values = samples(11, 1_000);
+        values[3] = -2.0;
+        values[7] = f64::NAN;
+        for n in [
+            0,
+            1,
+            2,
+            5,
+            BUFFER_LIMIT - 1,
+            BUFFER_LIMIT,
+            BUFFER_LIMIT + 1,
+            300,
+            1_000,
+        ] {
+            let mut sketch = LatencySketch::new();
+            values[..n].iter().for_each(|v| sketch.add(*v));
+            let dense = reference(&values[..n]);
+            assert_eq!(sketch.to_bytes(), dense.to_java_bytes(), "{n} values");
+            assert_eq!(sketch.count(), dense.count() as u64);
+            for q in [0.0, 0.5, 0.9, 0.95, 0.99, 1.0] {
+                assert_eq!(
+                    sketch.quantile(q),
+                    dense.quantile(q).ok().flatten(),
+                    "{n} q={q}"
+                );
+            }
+            // Merging a small sketch into another, either way round, is the dense merge.
+            let mut small = LatencySketch::new();
+            values[500..510].iter().for_each(|v| small.add(*v));
+            let mut merged = sketch.clone();
+            merged.merge(&small).expect("same mapping");
+            let mut dense_merged = dense.clone();
+            dense_merged
+                .merge(&reference(&values[500..510]))
+                .expect("same mapping");
+            assert_eq!(
+                merged.to_bytes(),
+                dense_merged.to_java_bytes(),
+                "{n} merged"
+            );
+            let mut other_way = small.clone();
+            other_way.merge(&sketch).expect("same mapping");
+            let mut dense_other_way = reference(&values[500..510]);
+            dense_other_way.merge(&dense).expect("same mapping");
+            assert_eq!(other_way.to_bytes(), dense_other_way.to_java_bytes());
+            // Checkpoints restore the dense form with the same bytes.
+            let restored = LatencySketch::from_bytes(&sketch.to_bytes()).expect("decodes");
+            assert_eq!(restored, sketch);
         }
     }
 
