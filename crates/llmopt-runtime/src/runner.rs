@@ -1095,6 +1095,16 @@ impl<P: Processor, E: Effects> Stage<P, E> {
             .filter(|tp| !assigned.contains(*tp))
             .cloned()
             .collect();
+        if !revoked.is_empty() {
+            // Records read ahead from a partition lost without a hand-over are its next
+            // owner's to read (they were not acked): processing them here would rebuild state
+            // for a partition this instance no longer owns.
+            self.held.retain(|m| {
+                !revoked
+                    .iter()
+                    .any(|tp| tp.partition == m.partition && tp.topic == m.topic)
+            });
+        }
         for tp in revoked {
             if let Some(track) = self.partitions.remove(&tp) {
                 self.let_go_whole(&tp, &track);
