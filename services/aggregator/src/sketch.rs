@@ -45,7 +45,9 @@ pub struct LatencySketch {
 enum Form {
     /// Up to [`BUFFER_LIMIT`] values, as recorded (already clamped at 0), in order.
     Values(Vec<f64>),
-    Dense(DDSketch),
+    /// Boxed: the library's sketch is some 150 bytes inline, which every window's metrics
+    /// would carry even while it holds a handful of values.
+    Dense(Box<DDSketch>),
 }
 
 impl LatencySketch {
@@ -69,7 +71,7 @@ impl LatencySketch {
             Form::Values(_) => {
                 let mut dense = self.sketch().into_owned();
                 dense.add(value);
-                self.form = Form::Dense(dense);
+                self.form = Form::Dense(Box::new(dense));
             }
             Form::Dense(sketch) => sketch.add(value),
         }
@@ -85,7 +87,7 @@ impl LatencySketch {
                 }
                 Cow::Owned(sketch)
             }
-            Form::Dense(sketch) => Cow::Borrowed(sketch),
+            Form::Dense(sketch) => Cow::Borrowed(sketch.as_ref()),
         }
     }
 
@@ -96,7 +98,7 @@ impl LatencySketch {
         dense
             .merge(&other.sketch())
             .map_err(|_| SketchError::MergeMismatch)?;
-        self.form = Form::Dense(dense);
+        self.form = Form::Dense(Box::new(dense));
         Ok(())
     }
 
@@ -133,7 +135,7 @@ impl LatencySketch {
         let sketch =
             DDSketch::from_java_bytes(bytes).map_err(|e| SketchError::Malformed(e.to_string()))?;
         Ok(Self {
-            form: Form::Dense(sketch),
+            form: Form::Dense(Box::new(sketch)),
         })
     }
 }
